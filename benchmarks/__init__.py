@@ -1,0 +1,1 @@
+"""Benchmarks for mediaprep (see `make bench`)."""

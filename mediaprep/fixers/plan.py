@@ -1,0 +1,232 @@
+"""Plan, then act: from a file's findings the smallest set of steps, then a checked output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import MediaprepError
+from ..ffmpeg import Progress
+from ..findings import FileReport, Finding, has_errors
+from ..inspectors.file import inspect_file, inspect_local
+from .output import atomic_output, commit, copy_exact, unique_output_path
+
+Fit = Literal["pad", "crop", "blur"]
+Orientation = Literal["auto", "landscape", "portrait"]
+Extend = Literal["loop", "freeze"]
+
+DEFAULT_CRF = 18
+#: x264 preset used when none is given; chosen by measurement (see README, "fix decisions").
+DEFAULT_PRESET = "medium"
+
+
+@dataclass(frozen=True)
+class FixOptions:
+    """How ``fix`` repairs files. Every field has the default the CLI shows.
+
+    Raises:
+        ValueError: a value is out of range (``min_side`` below 300, ``crf`` outside 0-51,
+            a negative ``start``).
+    """
+
+    fit: Fit = "pad"
+    #: Colour of padding ("white", "#202020", ...) or "blur" for a blurred extension.
+    pad_color: str = "white"
+    #: Put transparency on this colour and write JPEG; None keeps transparency (PNG).
+    flatten: str | None = None
+    min_side: int = 300
+    keep_metadata: bool = False
+    orientation: Orientation = "auto"
+    preset: str = DEFAULT_PRESET
+    crf: int = DEFAULT_CRF
+    start: float = 0.0
+    extend: Extend | None = None
+    mute: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_side < 300:
+            raise ValueError(f"min_side must be at least 300, not {self.min_side}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be between 0 and 51, not {self.crf}")
+        if self.start < 0:
+            raise ValueError(f"start must not be negative, not {self.start:g}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One repair step: a short action name and what exactly it does to this file."""
+
+    action: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready dict."""
+        return {"action": self.action, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"{self.action}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    """What fix will do to one file.
+
+    ``steps`` empty and ``unfixable`` empty means the file passes and is copied byte for byte.
+    ``unfixable`` holds the error findings no step can repair (with a message saying what the
+    user can do); a plan with any of them writes nothing. ``suffix`` is the output's extension.
+    ``data`` carries kind-specific values the writer needs (target size, format...).
+    """
+
+    report: FileReport
+    steps: tuple[Step, ...] = ()
+    unfixable: tuple[Finding, ...] = ()
+    suffix: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def copy_only(self) -> bool:
+        """Whether the file already passes and is copied unchanged."""
+        return not self.steps and not self.unfixable
+
+    @property
+    def can_fix(self) -> bool:
+        """Whether the plan can produce an output."""
+        return not self.unfixable
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What fix did to one file: the plan's steps, the output, findings before and after."""
+
+    path: str
+    output: str | None
+    steps: tuple[Step, ...]
+    before: tuple[Finding, ...]
+    after: tuple[Finding, ...]
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when an output was written and passes every check."""
+        return self.output is not None and not has_errors(self.after)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file as ``fix --json`` shows it."""
+        return {
+            "path": self.path,
+            "output": self.output,
+            "ok": self.ok,
+            "steps": [step.to_dict() for step in self.steps],
+            "before": [finding.to_dict() for finding in self.before],
+            "after": [finding.to_dict() for finding in self.after],
+            "warnings": list(self.warnings),
+            "error": self.error,
+        }
+
+
+def plan_fix(report: FileReport, options: FixOptions | None = None) -> FixPlan:
+    """The smallest set of steps that makes the file pass, from its report.
+
+    Raises:
+        ValueError: an option is not usable for this file (for example a bad colour).
+    """
+    from .image import plan_image
+    from .video import plan_video
+
+    options = options or FixOptions()
+    if report.kind == "image" and report.info is not None:
+        return plan_image(report, options)
+    if report.kind == "video" and report.info is not None:
+        return plan_video(report, options)
+    unfixable = tuple(f for f in report.findings if f.is_error) or (
+        Finding("unreadable", "error", "not an image or video mediaprep can read"),
+    )
+    return FixPlan(report, unfixable=unfixable, suffix=Path(report.path).suffix)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _write(plan: FixPlan, source: Path, temp: Path, options: FixOptions) -> Iterator[Progress]:
+    from .image import write_image
+    from .video import write_video
+
+    if plan.copy_only:
+        copy_exact(source, temp)
+    elif plan.report.kind == "image":
+        write_image(source, plan, temp, options)
+    else:
+        yield from write_video(source, plan, temp, options)
+
+
+def fix_file(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    options: FixOptions | None = None,
+    *,
+    report: FileReport | None = None,
+    on_progress: ProgressCallback | None = None,
+    taken: set[Path] | None = None,
+) -> FixResult:
+    """Inspect, plan, write a compliant copy into ``out_dir`` and re-inspect it.
+
+    The input is never modified. The output is written under a temporary name, re-inspected with
+    exactly the checks of ``check``, and renamed only when it passes; otherwise it is removed and
+    the remaining findings are returned in ``after``.
+
+    Args:
+        path: the file (or URL) to fix.
+        out_dir: an existing folder for the output.
+        options: how to fix; the defaults when None.
+        report: the file's report when already inspected (saves a second inspection).
+        on_progress: called with ffmpeg progress during video transcodes.
+        taken: output paths already claimed in this run (for unique names).
+
+    Raises:
+        ToolNotFoundError: ffmpeg/ffprobe is needed and missing.
+    """
+    options = options or FixOptions()
+    report = report or inspect_file(path, download_dir=out_dir)
+    plan = plan_fix(report, options)
+    if not plan.can_fix:
+        return FixResult(report.path, None, plan.steps, report.findings, plan.unfixable)
+    source = Path(report.local_path or report.path)
+    stem = _output_stem(report.path)
+    final = unique_output_path(
+        Path(out_dir), stem, plan.suffix, taken if taken is not None else set()
+    )
+    try:
+        with atomic_output(final) as temp:
+            for progress in _write(plan, source, temp, options):
+                if on_progress is not None:
+                    on_progress(progress)
+            after = inspect_local(temp)
+            if not after.ok:
+                temp.unlink(missing_ok=True)
+                return FixResult(
+                    report.path,
+                    None,
+                    plan.steps,
+                    report.findings,
+                    after.findings,
+                    error="the output still fails the checks and was removed",
+                )
+            commit(temp, final)
+    except (MediaprepError, OSError, ValueError) as exc:
+        return FixResult(
+            report.path, None, plan.steps, report.findings, (), error=str(exc) or repr(exc)
+        )
+    finally:
+        if report.local_path and report.local_path != report.path:
+            Path(report.local_path).unlink(missing_ok=True)
+    warnings = tuple(str(value) for value in plan.data.get("warnings", ()))
+    return FixResult(report.path, str(final), plan.steps, report.findings, after.findings, warnings)
+
+
+def _output_stem(path: str) -> str:
+    name = Path(path.split("?", 1)[0].rstrip("/")).stem
+    return name or "download"

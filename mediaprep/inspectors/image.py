@@ -1,0 +1,241 @@
+"""Inspect an image with Pillow and check it against the API's image rules."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+from .. import spec
+from ..findings import FileReport, Finding
+from ..info import ImageInfo
+
+EXIF_ORIENTATION_TAG = 0x0112
+#: Orientations 5-8 turn the picture a quarter: width and height swap on display.
+SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Draft mode decodes JPEGs at 1/8 scale at most; enough to prove every block decodes.
+DRAFT_SCALE = 8
+
+
+class ImageUnreadable(Exception):
+    """Pillow could not read the image; the message says why."""
+
+
+class ImageBomb(Exception):
+    """The image claims more pixels than Pillow's decompression-bomb limit."""
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image lazily, refusing decompression bombs instead of warning about them.
+
+    Raises:
+        ImageBomb: the header claims more pixels than ``Image.MAX_IMAGE_PIXELS``.
+        ImageUnreadable: the file is not an image Pillow can read.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageBomb(str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageUnreadable("not an image Pillow can read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageUnreadable(str(exc) or type(exc).__name__) from exc
+
+
+def _png_exif_chunk(stream: IO[bytes]) -> bytes | None:
+    """Find a PNG's eXIf chunk by walking chunk headers, without decoding any pixels."""
+    stream.seek(0)
+    if stream.read(8) != PNG_SIGNATURE:
+        return None
+    while True:
+        header = stream.read(8)
+        if len(header) < 8:
+            return None
+        length, chunk_type = struct.unpack(">I4s", header)
+        if chunk_type == b"eXIf":
+            data = stream.read(length)
+            return data if len(data) == length else None
+        if chunk_type == b"IEND":
+            return None
+        stream.seek(length + 4, os.SEEK_CUR)
+
+
+def read_orientation(image: Image.Image, path: str | os.PathLike[str]) -> tuple[int, bool]:
+    """Return the EXIF orientation (1 when absent) and whether the image has EXIF at all.
+
+    On a PNG, Pillow's ``getexif()`` decodes the whole image to find an eXIf chunk after the
+    pixel data; here the chunk headers are walked instead.
+    """
+    if image.format == "PNG":
+        raw = image.info.get("exif")
+        if not isinstance(raw, bytes):
+            with open(path, "rb") as stream:
+                raw = _png_exif_chunk(stream)
+        if not raw:
+            return 1, False
+        exif = Image.Exif()
+        try:
+            exif.load(raw)
+        except (OSError, SyntaxError, ValueError, struct.error):
+            return 1, True
+    else:
+        try:
+            exif = image.getexif()
+        except (OSError, SyntaxError, ValueError, struct.error):
+            return 1, False
+        if not exif:
+            return 1, "exif" in image.info
+    orientation = exif.get(EXIF_ORIENTATION_TAG, 1)
+    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+        orientation = 1
+    return orientation, True
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB", "I;16", "I") and "transparency" in image.info
+    )
+
+
+def _decode(image: Image.Image) -> None:
+    """Decode every pixel (JPEGs at reduced scale through draft mode) to catch corrupt data."""
+    if image.format in ("JPEG", "MPO"):
+        width, height = image.size
+        image.draft(image.mode, (max(1, width // DRAFT_SCALE), max(1, height // DRAFT_SCALE)))
+    image.load()
+
+
+def read_image_info(path: str | os.PathLike[str], *, decode: bool = True) -> ImageInfo:
+    """Read an image's facts; with ``decode`` every pixel is decoded to prove the file whole.
+
+    Raises:
+        ImageBomb: the image claims more pixels than the decompression-bomb limit.
+        ImageUnreadable: the file is not an image, or it is truncated or corrupt.
+    """
+    size_bytes = os.path.getsize(path)
+    with open_image(path) as image:
+        try:
+            width, height = image.size
+            orientation, has_exif = read_orientation(image, path)
+            frames = getattr(image, "n_frames", 1)
+            info = ImageInfo(
+                format=image.format or "unknown",
+                size_bytes=size_bytes,
+                width=width,
+                height=height,
+                display_width=height if orientation in SWAPPING_ORIENTATIONS else width,
+                display_height=width if orientation in SWAPPING_ORIENTATIONS else height,
+                orientation=orientation,
+                mode=image.mode,
+                has_alpha=_has_alpha(image),
+                animated=bool(getattr(image, "is_animated", False)) and frames > 1,
+                frames=frames,
+                has_icc_profile=bool(image.info.get("icc_profile")),
+                has_exif=has_exif,
+                decoded=decode,
+            )
+            if decode:
+                image.seek(0)
+                _decode(image)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageBomb(str(exc)) from exc
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+            raise ImageUnreadable(str(exc) or type(exc).__name__) from exc
+    return info
+
+
+def image_findings(info: ImageInfo, path: str | os.PathLike[str]) -> list[Finding]:
+    """Check an image's facts against every image rule; a file wrong in several ways gets all."""
+    findings: list[Finding] = []
+    accepted = info.format in spec.IMAGE_FORMATS
+    if not accepted:
+        findings.append(
+            Finding(
+                "format_unsupported",
+                "error",
+                f"image is {info.format}; the API accepts JPEG or PNG",
+                fixable=True,
+            )
+        )
+    else:
+        extension = Path(path).suffix.lower()
+        expected = spec.IMAGE_EXTENSIONS[info.format]
+        if extension not in expected:
+            findings.append(
+                Finding(
+                    "extension_mismatch",
+                    "warning",
+                    f"file is {info.format} but named {extension or 'without an extension'}; "
+                    f"expected {' or '.join(expected)}",
+                    fixable=True,
+                )
+            )
+    if info.size_bytes > spec.IMAGE_MAX_BYTES:
+        findings.append(
+            Finding(
+                "file_too_large",
+                "error",
+                f"image is {spec.size_text(info.size_bytes)} ({info.size_bytes} bytes); "
+                f"the limit is {spec.size_text(spec.IMAGE_MAX_BYTES)} "
+                f"({spec.IMAGE_MAX_BYTES} bytes)",
+                fixable=True,
+            )
+        )
+    width, height = info.display_width, info.display_height
+    if min(width, height) < spec.IMAGE_MIN_SIDE:
+        findings.append(
+            Finding(
+                "dimension_too_small",
+                "error",
+                f"image is {width} × {height} px; each side must be at least "
+                f"{spec.IMAGE_MIN_SIDE} px",
+                fixable=True,
+            )
+        )
+    if not spec.ratio_allowed(width, height):
+        findings.append(
+            Finding(
+                "aspect_ratio_out_of_range",
+                "error",
+                f"image is {width} × {height} px, ratio {width / height:.3g}:1; the ratio must be "
+                f"between {spec.ratio_text(spec.IMAGE_RATIO_MIN)} and "
+                f"{spec.ratio_text(spec.IMAGE_RATIO_MAX)}",
+                fixable=True,
+            )
+        )
+    if info.animated:
+        findings.append(
+            Finding(
+                "animated",
+                "warning",
+                f"image is animated ({info.frames} frames); the service will see one frame, "
+                "fix keeps the first",
+                fixable=True,
+            )
+        )
+    return findings
+
+
+def inspect_image(path: str | os.PathLike[str], *, decode: bool = True) -> FileReport:
+    """Inspect one local image; problems become findings, never exceptions."""
+    try:
+        info = read_image_info(path, decode=decode)
+    except ImageBomb as exc:
+        finding = Finding(
+            "decompression_bomb",
+            "error",
+            f"image claims too many pixels to decode safely; refused ({exc})",
+        )
+        return FileReport(str(path), "image", (finding,), local_path=str(path))
+    except ImageUnreadable as exc:
+        finding = Finding("unreadable", "error", f"image cannot be read: {exc}")
+        return FileReport(str(path), "image", (finding,), local_path=str(path))
+    findings = image_findings(info, path)
+    return FileReport(str(path), "image", tuple(findings), info=info, local_path=str(path))
