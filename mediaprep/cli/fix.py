@@ -1,0 +1,217 @@
+"""``mediaprep fix``: write compliant copies, re-inspected, originals untouched."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..ffmpeg import Progress
+from ..findings import ElementReport, FileReport
+from ..fixers import FixOptions, FixResult, fix_file, plan_fix
+from ..fixers.output import ensure_out_dir
+from ..inspectors import (
+    Element,
+    check_element,
+    collect_paths,
+    element_findings,
+    inspect_local,
+    inspect_many,
+)
+from . import EXIT_FAILED, EXIT_OK, emit_json, library_errors, main, style, use_color
+from .check import finding_line
+from .options import element_from_options, element_options, fix_options, fix_options_from
+
+DEFAULT_OUT_DIR = "mediaprep-out"
+
+
+@contextmanager
+def transcode_bar(label: str, *, enabled: bool) -> Iterator[Callable[[Progress], None]]:
+    """A per-file progress bar on stderr for ffmpeg runs (TTY only); yields the callback."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _progress: None
+        return
+    with click.progressbar(length=1000, label=label, file=sys.stderr) as bar:
+        shown = 0
+
+        def update(progress: Progress) -> None:
+            nonlocal shown
+            fraction = progress.fraction
+            if fraction is not None:
+                target = int(fraction * 1000)
+                if target > shown:
+                    bar.update(target - shown)
+                    shown = target
+
+        yield update
+
+
+def result_lines(result: FixResult, *, color: bool) -> list[str]:
+    """The human lines for one file: verdict, path -> output, steps, findings before/after."""
+    if result.ok:
+        word = style("FIXED", color=color, fg="green", bold=True)
+        if not result.steps:
+            word = style("COPIED", color=color, fg="green", bold=True)
+        lines = [f"{word}  {result.path} -> {result.output}"]
+    else:
+        lines = [f"{style('FAILED', color=color, fg='red', bold=True)}  {result.path}"]
+    lines.extend(f"      step    {step}" for step in result.steps)
+    if not result.ok:
+        lines.extend(
+            f"      before  {finding.code}: {finding.message}"
+            for finding in result.before
+            if finding.is_error
+        )
+    lines.extend(f"      warning {text}" for text in result.warnings)
+    lines.extend(finding_line(finding, color=color) for finding in result.after if not result.ok)
+    if result.error:
+        lines.append(f"      {style('error', color=color, fg='red')}   {result.error}")
+    return lines
+
+
+def plan_lines(report: FileReport, options: FixOptions) -> list[str]:
+    """The human lines for a dry run: what fix would do to one file."""
+    plan = plan_fix(report, options)
+    if report.skipped:
+        return [f"SKIP  {report.path}"]
+    if not plan.can_fix:
+        lines = [f"CANNOT FIX  {report.path}"]
+        lines.extend(f"      {finding.code}: {finding.message}" for finding in plan.unfixable)
+        return lines
+    if plan.copy_only:
+        return [f"COPY  {report.path} (already passes; copied byte for byte)"]
+    lines = [f"FIX   {report.path}"]
+    lines.extend(f"      step    {step}" for step in plan.steps)
+    return lines
+
+
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[PATH|URL]...")
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_OUT_DIR,
+    show_default=True,
+    help="Folder for the compliant copies.",
+)
+@click.option("--element", "as_element", is_flag=True, help="Fix every file of an element.")
+@element_options
+@fix_options
+@click.option("--dry-run", is_flag=True, help="Print the plans; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (see README).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
+def fix(
+    paths: tuple[str, ...],
+    out_dir: Path,
+    as_element: bool,
+    name: str | None,
+    description: str | None,
+    frontal: str | None,
+    refers: tuple[str, ...],
+    videos: tuple[str, ...],
+    tags: tuple[str, ...],
+    voice_id: str | None,
+    callback_url: str | None,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+    **fix_settings: Any,
+) -> None:
+    """Write compliant copies of files, folders, URLs or an element's media into --out-dir.
+
+    Originals are never modified; every output is re-inspected with the checks of `check` and
+    kept only if it passes. Exit code 0 when every output passes, 1 when any file failed, 2 for
+    usage errors.
+    """
+    options = fix_options_from(**fix_settings)
+    element = None
+    with library_errors():
+        if as_element:
+            if paths:
+                raise click.UsageError(
+                    "with --element, give the media with --frontal/--refer/--video"
+                )
+            element = element_from_options(
+                name, description, frontal, refers, videos, tags, voice_id, callback_url
+            )
+            items = [(media, False) for media in element.media]
+        else:
+            if not paths:
+                raise click.UsageError("give at least one file, folder or URL (or --element)")
+            items = list(collect_paths(paths))
+        reports = inspect_many(items, workers=4)
+        if dry_run:
+            for report in reports:
+                for line in plan_lines(report, options):
+                    click.echo(line)
+            sys.exit(EXIT_OK)
+        ensure_out_dir(out_dir, [path for path, _skip in items])
+        results = _fix_all(reports, out_dir, options, show_progress=not as_json and not quiet)
+        element_report = _element_after(element, results) if element is not None else None
+    ok = all(result.ok for result in results) and (element_report is None or element_report.ok)
+    if as_json:
+        emit_json(
+            {
+                "ok": ok,
+                "out_dir": str(out_dir),
+                "files": [result.to_dict() for result in results],
+                "element": element_report.to_dict() if element_report is not None else None,
+            }
+        )
+    else:
+        color = use_color(sys.stdout)
+        for result in results:
+            if quiet and result.ok:
+                continue
+            for line in result_lines(result, color=color):
+                click.echo(line, color=color)
+        if element_report is not None and (element_report.findings or not quiet):
+            word = "PASS" if element_report.ok else "FAIL"
+            click.echo(f"{word}  element rules (with the fixed files)")
+            for finding in element_report.findings:
+                click.echo(finding_line(finding, color=color), color=color)
+        if not quiet:
+            fixed = sum(1 for result in results if result.ok)
+            click.echo(
+                f"{len(results)} files: {fixed} written to {out_dir}, "
+                f"{len(results) - fixed} failed."
+            )
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _fix_all(
+    reports: Sequence[FileReport], out_dir: Path, options: FixOptions, *, show_progress: bool
+) -> list[FixResult]:
+    results: list[FixResult] = []
+    taken: set[Path] = set()
+    for report in reports:
+        if report.skipped:
+            continue
+        with transcode_bar(Path(report.path).name, enabled=show_progress) as on_progress:
+            results.append(
+                fix_file(
+                    report.path,
+                    out_dir,
+                    options,
+                    report=report if report.local_path else None,
+                    on_progress=on_progress,
+                    taken=taken,
+                )
+            )
+    return results
+
+
+def _element_after(element: Element, results: Sequence[FixResult]) -> ElementReport:
+    """The element's rules checked again with the fixed files standing in for the originals."""
+    reports = [
+        inspect_local(result.output) if result.output is not None else None for result in results
+    ]
+    if any(report is None for report in reports):
+        return check_element(element)
+    fixed = [report for report in reports if report is not None]
+    return ElementReport(tuple(element_findings(element, fixed)), tuple(fixed))

@@ -1,0 +1,169 @@
+"""Options shared by several commands: the element's description and its parameter types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import UsageError
+from ..fixers.plan import DEFAULT_PRESET, FixOptions
+from ..inspectors import Element
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def element_options(command: F) -> F:
+    """Add the element options (``--name``, ``--frontal``, ``--video``, ``--tag``...)."""
+    options = [
+        click.option("--name", help="Element name (1-20 characters)."),
+        click.option("--description", help="Element description (1-100 characters)."),
+        click.option("--frontal", metavar="PATH|URL", help="Frontal reference image."),
+        click.option(
+            "--refer",
+            "refers",
+            multiple=True,
+            metavar="PATH|URL",
+            help="Another reference image (1-3 of them); repeat the option.",
+        ),
+        click.option(
+            "--video", "videos", multiple=True, metavar="PATH|URL", help="Reference video."
+        ),
+        click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            metavar="TAG",
+            help="Tag id or English name (o_102, character); repeat the option.",
+        ),
+        click.option("--voice-id", help="Voice to bind (video elements only)."),
+        click.option("--callback-url", help="URL the service calls when the task ends."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def element_from_options(
+    name: str | None,
+    description: str | None,
+    frontal: str | None,
+    refers: tuple[str, ...],
+    videos: tuple[str, ...],
+    tags: tuple[str, ...],
+    voice_id: str | None,
+    callback_url: str | None,
+) -> Element:
+    """Build an Element from the element options.
+
+    Raises:
+        click.UsageError: images and a video are mixed, or no media is given.
+    """
+    if not (frontal or refers or videos):
+        raise click.UsageError("give the element's media: --frontal and --refer, or --video")
+    try:
+        return Element(
+            name=name or "",
+            description=description or "",
+            frontal=frontal,
+            refers=refers,
+            videos=videos,
+            tags=tags,
+            voice_id=voice_id,
+            callback_url=callback_url,
+        )
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def fix_options(command: F) -> F:
+    """Add the options that say how files are repaired (``--fit``, ``--mute``...)."""
+    options = [
+        click.option(
+            "--fit",
+            type=click.Choice(["pad", "crop", "blur"]),
+            default="pad",
+            show_default=True,
+            help="Reach the allowed shape by padding, cropping, or padding with a blurred copy.",
+        ),
+        click.option(
+            "--pad-color",
+            default="white",
+            show_default=True,
+            help="Padding colour (name or #hex), or 'blur'.",
+        ),
+        click.option("--flatten", metavar="COLOR", help="Put transparency on COLOR; write JPEG."),
+        click.option(
+            "--min-side",
+            type=click.IntRange(min=300),
+            default=300,
+            show_default=True,
+            help="Upscale small images so the short side is this many pixels.",
+        ),
+        click.option("--keep-metadata", is_flag=True, help="Keep EXIF/GPS/XMP in images."),
+        click.option(
+            "--orientation",
+            type=click.Choice(["auto", "landscape", "portrait"]),
+            default="auto",
+            show_default=True,
+            help="Video output: 1920 × 1080 (landscape) or 1080 × 1920 (portrait).",
+        ),
+        click.option("--preset", default=None, help="x264 preset for video transcodes."),
+        click.option(
+            "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="x264 CRF."
+        ),
+        click.option(
+            "--start",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            show_default=True,
+            help="Where to start keeping a long video, in seconds.",
+        ),
+        click.option(
+            "--extend",
+            type=click.Choice(["loop", "freeze"]),
+            default=None,
+            help="Lengthen a video shorter than 3 s by looping it or holding its last frame.",
+        ),
+        click.option("--mute", is_flag=True, help="Drop video audio (no voice customization)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def fix_options_from(
+    fit: str,
+    pad_color: str,
+    flatten: str | None,
+    min_side: int,
+    keep_metadata: bool,
+    orientation: str,
+    preset: str | None,
+    crf: int,
+    start: float,
+    extend: str | None,
+    mute: bool,
+) -> FixOptions:
+    """Build FixOptions from the fix options.
+
+    Raises:
+        click.BadParameter: a value FixOptions refuses.
+    """
+    try:
+        return FixOptions(
+            fit=fit,  # type: ignore[arg-type]
+            pad_color=pad_color,
+            flatten=flatten,
+            min_side=min_side,
+            keep_metadata=keep_metadata,
+            orientation=orientation,  # type: ignore[arg-type]
+            preset=preset or DEFAULT_PRESET,
+            crf=crf,
+            start=start,
+            extend=extend,  # type: ignore[arg-type]
+            mute=mute,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc

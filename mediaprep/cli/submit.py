@@ -1,0 +1,1 @@
+"""submit, status and sandbox commands (being written)."""
