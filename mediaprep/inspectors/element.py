@@ -78,7 +78,7 @@ def difference_hash(path: str | os.PathLike[str]) -> int | None:
             )
     except (ImageBomb, ImageUnreadable, OSError, ValueError, SyntaxError):
         return None
-    pixels = list(small.getdata())
+    pixels = small.tobytes()
     bits = 0
     for row in range(HASH_SIZE):
         for column in range(HASH_SIZE):

@@ -13,7 +13,7 @@ from ..ffmpeg import PROBE_TIMEOUT_SECONDS, probe
 from ..findings import FileReport, Finding
 from .image import ImageBomb, ImageUnreadable, inspect_image, open_image
 from .url import download, is_url
-from .video import inspect_video, is_still_image
+from .video import inspect_video, is_still_image, tool_reason
 
 #: Extensions a directory walk inspects; anything else in a folder is listed as skipped.
 MEDIA_SUFFIXES = frozenset(
@@ -65,8 +65,11 @@ def inspect_local(
         return inspect_image(target, decode=not fast)
     try:
         probed = probe(target, timeout=timeout)
-    except ToolError:
-        finding = Finding("unreadable", "error", "not an image or video mediaprep can read")
+    except ToolError as exc:
+        reason = tool_reason(exc)
+        finding = Finding(
+            "unreadable", "error", f"not an image or video mediaprep can read ({reason})"
+        )
         return FileReport(name, "unknown", (finding,), local_path=name)
     if is_still_image(probed) or not probed.get("streams"):
         finding = Finding("unreadable", "error", "not an image or video mediaprep can read")

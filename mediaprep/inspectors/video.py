@@ -257,14 +257,15 @@ def inspect_video(
     try:
         data = probed if probed is not None else probe(path, timeout=timeout)
     except ToolError as exc:
-        finding = Finding("unreadable", "error", f"video cannot be read: {_first_line(exc)}")
+        finding = Finding("unreadable", "error", f"video cannot be read: {tool_reason(exc)}")
         return FileReport(str(path), "video", (finding,), local_path=str(path))
     info = video_info_from_probe(data, os.path.getsize(path))
     findings = video_findings(info, path)
     return FileReport(str(path), "video", tuple(findings), info=info, local_path=str(path))
 
 
-def _first_line(exc: ToolError) -> str:
+def tool_reason(exc: ToolError) -> str:
+    """The gist of why ffprobe failed: the last line of its stderr, without the file name."""
     lines = [line for line in exc.stderr.strip().splitlines() if line.strip()]
     if not lines:
         return str(exc)

@@ -1,0 +1,88 @@
+"""URLs instead of files: fetched streaming, within the byte limit, over loopback HTTP."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from mediaprep import inspect_file, spec
+from mediaprep.inspectors import download
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path, media: Mapping[str, Path]) -> Iterator[tuple[str, Path]]:
+    """A loopback HTTP server over a folder holding a few fixtures; yields (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    for name in ("img_300x300_png", "img_299x300_png", "vid_1080p_4s_mov"):
+        shutil.copy(media[name], root / media[name].name)
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_url_image_is_fetched_and_checked(served: tuple[str, Path]) -> None:
+    base, _root = served
+    report = inspect_file(f"{base}/300x300.png")
+    assert report.path == f"{base}/300x300.png"
+    assert report.kind == "image"
+    # Loopback passes the rules, but the real service could not fetch it.
+    assert report.codes() == ["url_not_public"]
+    assert report.ok
+    failing = inspect_file(f"{base}/299x300.png")
+    assert failing.codes() == ["url_not_public", "dimension_too_small"]
+
+
+def test_url_video_is_kept_in_download_dir(served: tuple[str, Path], tmp_path: Path) -> None:
+    base, _root = served
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    report = inspect_file(f"{base}/1080p_4s.mov", download_dir=keep)
+    assert report.kind == "video"
+    assert report.local_path is not None
+    assert Path(report.local_path).parent == keep
+    assert Path(report.local_path).stat().st_size > 0
+
+
+def test_missing_url_is_unreachable_with_status(served: tuple[str, Path]) -> None:
+    base, _root = served
+    report = inspect_file(f"{base}/nope.jpg")
+    assert "url_unreachable" in report.codes()
+    assert "404" in report.findings[-1].message
+
+
+def test_refused_connection_is_unreachable() -> None:
+    report = inspect_file("http://127.0.0.1:9/photo.jpg")
+    assert report.codes()[-1] == "url_unreachable"
+    assert not report.ok
+
+
+def test_download_stops_past_the_byte_limit(
+    served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, root = served
+    (root / "big.png").write_bytes(b"\x89PNG" + b"\0" * (spec.IMAGE_MAX_BYTES + 10))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    fetched = download(f"{base}/big.png", dest)
+    assert fetched.local_path is None
+    assert [f.code for f in fetched.findings] == ["url_not_public", "file_too_large"]
+    assert list(dest.iterdir()) == []  # the partial file is gone
