@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 check: setup
-	$(BIN)/ruff format --check mediaprep tests fixtures benchmarks
-	$(BIN)/ruff check mediaprep tests fixtures benchmarks
+	$(BIN)/ruff format --check mediaprep tests fixtures benchmarks scripts
+	$(BIN)/ruff check mediaprep tests fixtures benchmarks scripts
 	$(BIN)/mypy
 
 test: check
