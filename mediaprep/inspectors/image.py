@@ -14,6 +14,13 @@ from .. import spec
 from ..findings import FileReport, Finding
 from ..info import ImageInfo
 
+try:  # HEIC/HEIF is optional: pip install 'mediaprep[heif]'
+    from pillow_heif import register_heif_opener
+except ImportError:
+    pass
+else:
+    register_heif_opener()
+
 EXIF_ORIENTATION_TAG = 0x0112
 #: Orientations 5-8 turn the picture a quarter: width and height swap on display.
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})

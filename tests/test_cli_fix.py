@@ -1,0 +1,146 @@
+"""`mediaprep fix` through click's runner: outputs pass, originals untouched, names never clash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mediaprep import inspect_file
+from mediaprep.cli import main
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def stage(tmp_path: Path, media: Mapping[str, Path], *names: str) -> Path:
+    """Copy fixtures into a fresh input folder."""
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy(media[name], folder / media[name].name)
+    return folder
+
+
+def test_fix_folder_writes_passing_copies(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(
+        tmp_path,
+        media,
+        "img_300x300_png",
+        "img_200x100_png",
+        "img_webp",
+        "img_751x300_png",
+        "img_png_named_jpg",
+    )
+    before = {path.name: digest(path) for path in folder.iterdir()}
+    out = tmp_path / "out"
+    code, output = run("fix", str(folder), "--out-dir", str(out), "--json")
+    assert code == 0, output
+    document = json.loads(output)
+    assert document["ok"] is True
+    results = {Path(item["path"]).name: item for item in document["files"]}
+    assert set(results) == set(before)
+    for name, item in results.items():
+        assert item["ok"] is True, item
+        output_path = Path(item["output"])
+        assert output_path.parent == out
+        assert inspect_file(output_path).ok, name
+        assert not [f for f in item["after"] if f["severity"] == "error"]
+    # The compliant PNG is copied byte for byte, with no steps.
+    assert results["300x300.png"]["steps"] == []
+    assert digest(Path(results["300x300.png"]["output"])) == before["300x300.png"]
+    # PNG bytes named .jpg come out under .png, unchanged.
+    assert Path(results["png_disguised.jpg"]["output"]).suffix == ".png"
+    assert Path(results["640x480.webp"]["output"]).suffix in (".jpg", ".png")
+    assert results["200x100.png"]["steps"]
+    # Originals untouched, and nothing but finished files in the out-dir.
+    assert {path.name: digest(path) for path in folder.iterdir()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_unfixable_file_fails_with_a_reason(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_truncated_png", "img_300x300_png")
+    code, output = run("fix", str(folder), "--out-dir", str(tmp_path / "out"))
+    assert code == 1
+    assert "FAILED" in output
+    assert "truncated.png" in output
+    assert "COPIED" in output
+    assert (tmp_path / "out" / "300x300.png").exists()
+    assert not (tmp_path / "out" / "truncated.png").exists()
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_200x100_png", "img_300x300_png", "img_truncated_png")
+    out = tmp_path / "out"
+    code, output = run("fix", str(folder), "--out-dir", str(out), "--dry-run")
+    assert code == 0, output
+    assert not out.exists()
+    assert "FIX   " in output
+    assert "COPY  " in output
+    assert "CANNOT FIX" in output
+
+
+def test_out_dir_holding_an_input_is_refused(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_200x100_png")
+    code, output = run("fix", str(folder / "200x100.png"), "--out-dir", str(folder))
+    assert code == 2
+    assert "--out-dir" in output
+
+
+def test_names_never_collide_or_overwrite(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    first = tmp_path / "a"
+    second = tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(media["img_300x300_png"], first / "hero.png")
+    shutil.copy(media["img_750x300_png"], second / "hero.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hero.png").write_bytes(b"keep me")
+    code, output = run("fix", str(first), str(second), "--out-dir", str(out), "--json")
+    assert code == 0, output
+    outputs = sorted(Path(item["output"]).name for item in json.loads(output)["files"])
+    assert outputs == ["hero-1.png", "hero-2.png"]
+    assert (out / "hero.png").read_bytes() == b"keep me"
+
+
+def test_quiet_prints_only_failures(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_300x300_png")
+    code, output = run("fix", str(folder), "--out-dir", str(tmp_path / "out"), "--quiet")
+    assert code == 0
+    assert output == ""
+
+
+def test_fix_element_checks_the_rules_with_fixed_files(
+    tmp_path: Path, media: Mapping[str, Path]
+) -> None:
+    out = tmp_path / "out"
+    code, output = run(
+        "fix",
+        "--element",
+        "--name",
+        "Hero",
+        "--description",
+        "A hero",
+        "--frontal",
+        str(media["img_1024x768_circle_jpg"]),
+        "--refer",
+        str(media["img_200x100_png"]),
+        "--out-dir",
+        str(out),
+        "--json",
+    )
+    assert code == 0, output
+    document = json.loads(output)
+    assert document["element"] == {"ok": True, "findings": []}
+    assert len(list(out.iterdir())) == 2
