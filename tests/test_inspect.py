@@ -176,3 +176,16 @@ def test_ffprobe_missing_names_the_override(
         inspect_file(media["vid_1080p_4s_mov"])
     assert "MEDIAPREP_FFPROBE" in str(caught.value)
     assert "apt-get install ffmpeg" in str(caught.value)
+
+
+def test_video_names_are_never_options(
+    tmp_path: Path, media: Mapping[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("-y.mp4", "-i clip é.mov", "a:b.mp4"):
+        (tmp_path / name).write_bytes(media["vid_1080p_4s_mov"].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for name in ("-y.mp4", "-i clip é.mov", "a:b.mp4"):
+        report = inspect_file(name)
+        assert report.kind == "video", name
+        assert report.ok, report.findings
+        assert report.path == name
