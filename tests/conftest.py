@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from fixtures.generate import FixtureUnavailable, LazyFixtures
+from mediaprep.api.sandbox import SandboxServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,3 +56,10 @@ def media_path(media: Mapping[str, Path]) -> Callable[[str], Path]:
 def file_sha256() -> Callable[[Path], str]:
     """``file_sha256(path)`` returns the file's hex SHA-256 (e.g. to prove an input untouched)."""
     return sha256
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    """A started sandbox server (``mediaprep.api.sandbox``) on a free loopback port."""
+    with SandboxServer() as server:
+        yield server
