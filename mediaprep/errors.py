@@ -8,6 +8,7 @@ what stops mediaprep from doing its job.
     ├── ToolError                ffmpeg or ffprobe failed (keeps the command and stderr)
     │   └── ToolTimeoutError     ... or ran past its timeout
     ├── FixError                 a repair could not be made
+    ├── CheckFailedError         an element fails the rules, so it is not sent (keeps reports)
     └── APIError                 talking to the service failed
         ├── APIConnectionError   the request did not get an answer
         │   └── APITimeoutError  ... because it timed out
@@ -27,6 +28,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .findings import ElementReport
+    from .fixers.plan import FixResult
 
 STDERR_TAIL_LINES = 12
 
@@ -77,6 +83,17 @@ class ToolTimeoutError(ToolError):
 
 class FixError(MediaprepError):
     """A repair could not be made."""
+
+
+class CheckFailedError(MediaprepError):
+    """The element still fails the API's rules, so nothing was sent; keeps the reports."""
+
+    def __init__(
+        self, message: str, report: ElementReport, fixes: Sequence[FixResult] = ()
+    ) -> None:
+        self.report = report
+        self.fixes = tuple(fixes)
+        super().__init__(message)
 
 
 class APIError(MediaprepError):

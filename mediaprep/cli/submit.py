@@ -1,1 +1,450 @@
-"""submit, status and sandbox commands (being written)."""
+"""``mediaprep submit``, ``status`` and ``sandbox``: send an element, follow it, try it locally."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from ..api.client import DEFAULT_WAIT_SECONDS
+from ..api.config import ENV_API_KEY, ENV_BASE_URL, Settings, load_settings
+from ..api.provider import Task
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+)
+from ..findings import FileReport
+from ..spec import size_text
+from ..submit import (
+    DEFAULT_OUT_DIR,
+    Checked,
+    Completed,
+    Created,
+    DryRun,
+    Fixed,
+    Fixing,
+    Polled,
+    Sending,
+    SubmitEvent,
+    follow,
+    submit,
+)
+from . import CommandError, emit_json, library_errors, main, style, use_color
+from .check import finding_line
+from .options import element_from_options, element_options, fix_options, fix_options_from
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_INTERRUPTED = 130
+
+
+def api_options(command: F) -> F:
+    """Add ``--api-key``, ``--base-url`` and ``--config``."""
+    options = [
+        click.option(
+            "--api-key",
+            envvar=ENV_API_KEY,
+            show_envvar=True,
+            metavar="KEY",
+            help="API key (better: the config file or the environment variable).",
+        ),
+        click.option(
+            "--base-url",
+            envvar=ENV_BASE_URL,
+            show_envvar=True,
+            metavar="URL",
+            help="The service's base URL (e.g. the sandbox's http://127.0.0.1:8765).",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Config file (default ~/.config/mediaprep/config.toml).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def settings_from(
+    ctx: click.Context, api_key: str | None, base_url: str | None, config_path: Path | None
+) -> Settings:
+    """Load the settings; values click took from the environment rank below the config file.
+
+    Raises:
+        ConfigError: the config file cannot be used.
+    """
+
+    def argument(name: str, value: str | None) -> str | None:
+        return value if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else None
+
+    settings = load_settings(
+        api_key=argument("api_key", api_key),
+        base_url=argument("base_url", base_url),
+        config_path=config_path,
+    )
+    for warning in settings.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return settings
+
+
+def _file_line(report: FileReport) -> str:
+    if report.skipped:
+        return f"check   {report.path}: not checked (--no-url-check)"
+    errors = [finding.code for finding in report.findings if finding.is_error]
+    if not errors:
+        return f"check   {report.path}: ok"
+    return f"check   {report.path}: {', '.join(errors)}"
+
+
+def _task_line(task: Task) -> str:
+    progress = f" {task.progress}%" if task.progress is not None else ""
+    return f"task    {task.task_id}: {task.status_text or task.status}{progress}"
+
+
+class _Run:
+    """Turns events into output and keeps what the final summary and an interruption need."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.color = use_color(sys.stdout)
+        self.document: dict[str, Any] = {"ok": False, "files": [], "fixes": [], "warnings": []}
+        self.task: Task | None = None
+        self.receipt: Path | None = None
+        self.external_task_id: str | None = None
+
+    def say(self, line: str) -> None:
+        if not self.as_json:
+            click.echo(line, color=self.color)
+
+    def warn(self, text: str) -> None:
+        self.document["warnings"].append(text)
+        click.echo(f"warning: {text}", err=True)
+
+    def show(self, event: SubmitEvent) -> None:
+        """Print one event (human mode) and record it (for --json)."""
+        if isinstance(event, Checked):
+            self.document["files"] = [report.to_dict() for report in event.report.files]
+            self.document["element_findings"] = [f.to_dict() for f in event.report.findings]
+            if event.fixed:
+                self.say("check   element passes with the fixed files")
+            else:
+                for report in event.report.files:
+                    self.say(_file_line(report))
+                    for finding in report.findings:
+                        self.say(finding_line(finding, color=self.color))
+                for finding in event.report.findings:
+                    self.say(finding_line(finding, color=self.color))
+        elif isinstance(event, Fixing):
+            self.say(f"fix     {event.path} ...")
+        elif isinstance(event, Fixed):
+            self.document["fixes"].append(event.result.to_dict())
+            result = event.result
+            steps = "; ".join(str(step) for step in result.steps) or "copied"
+            if result.ok:
+                self.say(f"fix     {result.path} -> {result.output} ({steps})")
+            else:
+                self.say(f"fix     {result.path}: FAILED {result.error or ''}".rstrip())
+        elif isinstance(event, DryRun):
+            self._dry_run(event)
+        elif isinstance(event, Sending):
+            self.receipt = event.receipt
+            self.external_task_id = event.external_task_id
+            self.document.update(
+                external_task_id=event.external_task_id, receipt=str(event.receipt)
+            )
+            self.say(
+                f"send    POST {event.url} ({size_text(event.content_length)}, "
+                f"external task id {event.external_task_id})"
+            )
+            self.say(f"receipt {event.receipt}")
+        elif isinstance(event, Created | Polled):
+            self._task(event.task)
+        elif isinstance(event, Completed):
+            self._task(event.task)
+            self.document.update(
+                ok=True, element_id=event.element.element_id, element=event.element.to_dict()
+            )
+            if event.receipt is not None:
+                self.document["receipt"] = str(event.receipt)
+            self.say(f"element id: {event.element.element_id}")
+
+    def _task(self, task: Task) -> None:
+        changed = self.task is None or (task.status, task.progress) != (
+            self.task.status,
+            self.task.progress,
+        )
+        self.task = task
+        self.document.update(task_id=task.task_id, status=task.status, task=task.to_dict())
+        if task.status == "unknown":
+            self.warn(f"task {task.task_id}: unknown status {task.status_text!r}; still waiting")
+        elif changed:
+            self.say(_task_line(task))
+
+    def _dry_run(self, event: DryRun) -> None:
+        self.document.update(ok=True, dry_run=True, request=event.to_dict())
+        if self.as_json:
+            return
+        click.echo(f"{event.method} {event.url}")
+        for name, value in event.headers.items():
+            click.echo(f"{name}: {value}")
+        click.echo("")
+        click.echo(json.dumps(event.body, indent=2, ensure_ascii=False))
+        click.echo("(dry run: nothing was sent)", err=True)
+
+    def interrupted(self) -> None:
+        """Say how to pick the task up again, then exit 130."""
+        if self.task is not None:
+            click.echo(
+                f"\ninterrupted; task {self.task.task_id} goes on at the service. Resume with: "
+                f"mediaprep status {self.task.task_id} --wait",
+                err=True,
+            )
+        elif self.receipt is not None:
+            click.echo(
+                f"\ninterrupted while sending; the task may exist. Look it up with: "
+                f"mediaprep status --receipt {self.receipt} --wait",
+                err=True,
+            )
+        else:
+            click.echo("\ninterrupted; nothing was sent", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _drive(run: _Run, events: Iterator[SubmitEvent]) -> None:
+    """Show every event; library errors become one-line messages, Ctrl-C a resume hint."""
+    try:
+        with library_errors():
+            try:
+                for event in events:
+                    run.show(event)
+            except ConflictError as exc:
+                raise CommandError(
+                    f"{exc}; if that task was sent before, look it up with: "
+                    f"mediaprep status --external-task-id {run.external_task_id}"
+                ) from exc
+            except AuthenticationError as exc:
+                raise CommandError(f"authentication failed (check the API key): {exc}") from exc
+            except APIConnectionError as exc:
+                raise CommandError(_with_hint(str(exc), run)) from exc
+            except APIStatusError as exc:
+                if isinstance(exc, NotFoundError) or exc.status_code < 500:
+                    raise
+                raise CommandError(_with_hint(str(exc), run)) from exc
+    except KeyboardInterrupt:
+        run.interrupted()
+
+
+def _with_hint(message: str, run: _Run) -> str:
+    if run.receipt is not None and run.task is None:
+        return (
+            f"{message}\nthe task may exist; look it up with: "
+            f"mediaprep status --receipt {run.receipt}"
+        )
+    return message
+
+
+@main.command("submit")
+@element_options
+@click.option("--external-task-id", metavar="ID", help="Your id for the task (default: a UUID).")
+@click.option("--no-fix", is_flag=True, help="Refuse to send failing files instead of fixing.")
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT_DIR,
+    show_default=True,
+    help="Folder for fixed files and the receipt.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the exact request; send nothing.")
+@click.option("--no-wait", is_flag=True, help="Stop once the task is created.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WAIT_SECONDS,
+    show_default=True,
+    help="Seconds to wait for the element.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@api_options
+@click.option("--data-uri", is_flag=True, help="Send local files as data: URIs, not raw Base64.")
+@click.option("--no-url-check", is_flag=True, help="Send URL media without fetching them first.")
+@fix_options
+@click.pass_context
+def submit_command(
+    ctx: click.Context,
+    /,
+    name: str | None,
+    description: str | None,
+    frontal: str | None,
+    refers: tuple[str, ...],
+    videos: tuple[str, ...],
+    tags: tuple[str, ...],
+    voice_id: str | None,
+    callback_url: str | None,
+    external_task_id: str | None,
+    no_fix: bool,
+    out_dir: Path,
+    dry_run: bool,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+    api_key: str | None,
+    base_url: str | None,
+    config_path: Path | None,
+    data_uri: bool,
+    no_url_check: bool,
+    **fix_settings: Any,
+) -> None:
+    """Check, fix and send an element, then wait for its element id.
+
+    A receipt (mediaprep-receipt-<external task id>.json in --out-dir) is written before the
+    request is sent and updated as the task moves; `mediaprep status --receipt FILE` resumes
+    from it. Exit code 0 on success, 1 on failure, 2 for usage errors, 130 when interrupted.
+    """
+    options = fix_options_from(**fix_settings)
+    element = element_from_options(
+        name, description, frontal, refers, videos, tags, voice_id, callback_url
+    )
+    if external_task_id:
+        element = dataclasses.replace(element, external_task_id=external_task_id.strip())
+    run = _Run(as_json=as_json)
+    with library_errors():
+        settings = settings_from(ctx, api_key, base_url, config_path)
+    events = submit(
+        element,
+        settings,
+        fix_options=options,
+        no_fix=no_fix,
+        out_dir=out_dir,
+        dry_run=dry_run,
+        wait=not no_wait,
+        timeout=timeout,
+        url_check=not no_url_check,
+        data_uri=data_uri,
+    )
+    _drive(run, events)
+    if as_json:
+        if not dry_run and no_wait and run.task is not None:
+            run.document["ok"] = True
+        emit_json(run.document)
+    elif no_wait and run.task is not None:
+        click.echo(f"not waiting; follow it with: mediaprep status {run.task.task_id} --wait")
+
+
+@main.command("status")
+@click.argument("task_id", required=False)
+@click.option("--external-task-id", metavar="ID", help="Look the task up by your id.")
+@click.option(
+    "--receipt",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Resume from a receipt written by submit (and update it).",
+)
+@click.option("--wait", is_flag=True, help="Wait until the task ends.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WAIT_SECONDS,
+    show_default=True,
+    help="Seconds to wait with --wait.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@api_options
+@click.pass_context
+def status_command(
+    ctx: click.Context,
+    /,
+    task_id: str | None,
+    external_task_id: str | None,
+    receipt: Path | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    api_key: str | None,
+    base_url: str | None,
+    config_path: Path | None,
+) -> None:
+    """Show a task (by TASK_ID, --external-task-id or --receipt); --wait until it ends.
+
+    Exit code 0 when the task exists and has not failed, 1 on failure, 2 for usage errors.
+    """
+    if sum(value is not None for value in (task_id, external_task_id, receipt)) != 1:
+        raise click.UsageError("give one of: TASK_ID, --external-task-id, or --receipt")
+    run = _Run(as_json=as_json)
+    with library_errors():
+        settings = settings_from(ctx, api_key, base_url, config_path)
+    events = follow(
+        settings,
+        task_id=task_id,
+        external_task_id=external_task_id,
+        receipt=receipt,
+        wait=wait,
+        timeout=timeout,
+    )
+    _drive(run, events)
+    if run.task is not None and run.task.status != "completed":
+        run.document["ok"] = True
+    if as_json:
+        if receipt is not None:
+            run.document["receipt"] = str(receipt)
+        emit_json(run.document)
+
+
+@main.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any)."
+)
+@click.option(
+    "--fault",
+    "fault_specs",
+    multiple=True,
+    metavar="SPEC",
+    help="Inject a fault, e.g. create:1:status=503, get:2:status=429,retry_after=1, "
+    "create:1:drop_after_store, any:3:slow=2.5, get:1:malformed_json, create:1:fail_task=why.",
+)
+@click.option(
+    "--polls",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Polls before a task completes.",
+)
+def sandbox_command(host: str, port: int, fault_specs: tuple[str, ...], polls: int) -> None:
+    """Serve a local stand-in for the service (for trying mediaprep); Ctrl-C stops it."""
+    from ..api.sandbox import Fault, serve
+
+    try:
+        faults = [Fault.parse(spec) for spec in fault_specs]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from exc
+    color = use_color(sys.stdout)
+
+    def ready(url: str) -> None:
+        click.echo(
+            f"sandbox serving on {url} only ({host}:{port if port else 'any port'}); "
+            "it is not the real service. Ctrl-C stops it.",
+            color=color,
+        )
+        click.echo(
+            f"try: MEDIAPREP_BASE_URL={url} MEDIAPREP_API_KEY=sk-sandbox mediaprep submit ..."
+        )
+        if faults:
+            shown = ", ".join(fault.to_spec() for fault in faults)
+            click.echo(style(f"faults: {shown}", color=color, fg="yellow"), color=color)
+
+    try:
+        serve(host, port, faults, on_ready=ready, polls_to_complete=polls)
+    except OSError as exc:
+        raise CommandError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
+    click.echo("sandbox stopped")

@@ -1,0 +1,493 @@
+"""The client's decisions, against httpx.MockTransport: never two creates, typed errors, waits.
+
+Also the settings (argument > config file > environment > default) and the masked key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mediaprep.api.body import RequestBody
+from mediaprep.api.client import Client, from_response, timeout_for
+from mediaprep.api.config import Secret, load_settings
+from mediaprep.api.provider import Task
+from mediaprep.errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    TaskFailedError,
+    UsageError,
+    WaitTimeoutError,
+)
+
+KEY = "sk-unit-test-KEY-7f3a9c2e51"
+BASE = "https://api.test"
+EXT = "ext-123"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeTime:
+    """A clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Script:
+    """Answers requests from a list of steps; each step is a response or an exception."""
+
+    def __init__(self, *steps: httpx.Response | Exception | Handler) -> None:
+        self.steps = list(steps)
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[bytes] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.bodies.append(request.read())
+        step = self.steps.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        if isinstance(step, httpx.Response):
+            return step
+        return step(request)
+
+    @property
+    def calls(self) -> list[str]:
+        return [f"{r.method} {r.url.path}" for r in self.requests]
+
+
+def task_json(status: str = "pending", **fields: Any) -> dict[str, Any]:
+    return {"task_id": "tsk_1", "external_task_id": EXT, "status": status, **fields}
+
+
+def ok(status: str = "pending", **fields: Any) -> httpx.Response:
+    return httpx.Response(200, json=task_json(status, **fields), headers={"X-Request-Id": "r-ok"})
+
+
+def error(status: int, message: str = "went wrong", **headers: str) -> httpx.Response:
+    code = {404: "not_found", 409: "conflict", 429: "rate_limited"}.get(status, "internal")
+    return httpx.Response(
+        status,
+        json={"error": {"code": code, "message": message}},
+        headers={"X-Request-Id": f"r-{status}", **headers},
+    )
+
+
+@pytest.fixture(autouse=True)
+def key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After every test: no log record holds the key."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert not [r for r in caplog.records if KEY in r.getMessage()]
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def make_client(fake_time: FakeTime) -> Iterator[Callable[[Script], Client]]:
+    clients: list[Client] = []
+
+    def make(script: Script, **kwargs: Any) -> Client:
+        client = Client(
+            BASE,
+            KEY,
+            transport=httpx.MockTransport(script),
+            sleep=fake_time.sleep,
+            clock=fake_time.clock,
+            rng=lambda: 1.0,
+            **kwargs,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def body() -> RequestBody:
+    return RequestBody({"model": "m", "element_name": "n", "external_task_id": EXT})
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+def test_create_sends_key_length_and_json(make_client: Callable[[Script], Client]) -> None:
+    script = Script(ok())
+    task = make_client(script).create(body())
+    assert task == Task("tsk_1", EXT, "pending", status_text="pending")
+    (request,) = script.requests
+    assert request.method == "POST"
+    assert str(request.url) == f"{BASE}/v1/videos/generations"
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert int(request.headers["Content-Length"]) == len(script.bodies[0])
+    assert "Transfer-Encoding" not in request.headers
+    assert json.loads(script.bodies[0])["external_task_id"] == EXT
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_create_after_an_unknown_outcome_looks_up_first(
+    make_client: Callable[[Script], Client], fake_time: FakeTime, status: int
+) -> None:
+    script = Script(error(status), error(404), ok())
+    assert make_client(script).create(body()).task_id == "tsk_1"
+    assert script.calls == [
+        "POST /v1/videos/generations",
+        f"GET /v1/tasks/{EXT}",
+        "POST /v1/videos/generations",
+    ]
+    assert fake_time.sleeps == [0.5]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        httpx.ReadTimeout("timed out"),
+        httpx.WriteTimeout("timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("connection reset"),
+    ],
+)
+def test_create_that_got_through_is_found_not_repeated(
+    make_client: Callable[[Script], Client], fault: Exception
+) -> None:
+    script = Script(fault, ok("processing"))
+    task = make_client(script).create(body())
+    assert task.status == "processing"
+    assert script.calls == ["POST /v1/videos/generations", f"GET /v1/tasks/{EXT}"]
+
+
+def test_create_malformed_answer_is_looked_up(make_client: Callable[[Script], Client]) -> None:
+    script = Script(httpx.Response(200, content=b'{"task_id": "tsk_'), ok())
+    assert make_client(script).create(body()).task_id == "tsk_1"
+    assert script.calls == ["POST /v1/videos/generations", f"GET /v1/tasks/{EXT}"]
+
+
+def test_rate_limit_is_retried_directly_after_retry_after(
+    make_client: Callable[[Script], Client], fake_time: FakeTime
+) -> None:
+    script = Script(error(429, "slow down", **{"Retry-After": "3"}), ok())
+    make_client(script).create(body())
+    assert script.calls == ["POST /v1/videos/generations"] * 2
+    assert fake_time.sleeps == [3.0]
+
+
+def test_connection_refused_is_retried_directly(make_client: Callable[[Script], Client]) -> None:
+    script = Script(httpx.ConnectError("refused"), httpx.ConnectTimeout("no route"), ok())
+    make_client(script).create(body())
+    assert script.calls == ["POST /v1/videos/generations"] * 3
+
+
+def test_conflict_after_a_lost_answer_means_the_first_create_won(
+    make_client: Callable[[Script], Client],
+) -> None:
+    script = Script(httpx.ReadTimeout("slow"), error(404), error(409, "used"), ok("processing"))
+    assert make_client(script).create(body()).status == "processing"
+    assert script.calls == [
+        "POST /v1/videos/generations",
+        f"GET /v1/tasks/{EXT}",
+        "POST /v1/videos/generations",
+        f"GET /v1/tasks/{EXT}",
+    ]
+
+
+def test_conflict_on_the_first_create_is_an_error(make_client: Callable[[Script], Client]) -> None:
+    script = Script(error(409, "external_task_id already used"))
+    with pytest.raises(ConflictError, match="already used") as caught:
+        make_client(script).create(body())
+    assert caught.value.status_code == 409
+    assert len(script.requests) == 1
+
+
+def test_bad_request_keeps_status_body_request_id(make_client: Callable[[Script], Client]) -> None:
+    script = Script(error(400, "element_name: must not exceed 20 characters"))
+    with pytest.raises(BadRequestError) as caught:
+        make_client(script).create(body())
+    exc = caught.value
+    assert exc.status_code == 400
+    assert exc.request_id == "r-400"
+    assert exc.body == {
+        "error": {"code": "internal", "message": "element_name: must not exceed 20 characters"}
+    }
+    assert "element_name: must not exceed 20 characters" in str(exc)
+    assert len(script.requests) == 1
+
+
+def test_create_gives_up_after_max_retries(
+    make_client: Callable[[Script], Client], fake_time: FakeTime
+) -> None:
+    script = Script(*[error(429)] * 4)
+    with pytest.raises(RateLimitError):
+        make_client(script).create(body())
+    assert len(script.requests) == 4
+    assert fake_time.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_lookup_failure_after_unknown_outcome_propagates(
+    make_client: Callable[[Script], Client],
+) -> None:
+    script = Script(httpx.ReadTimeout("slow"), error(401, "bad key"))
+    with pytest.raises(AuthenticationError):
+        make_client(script).create(body())
+
+
+# --- get and wait ------------------------------------------------------------------------------
+
+
+def test_get_retries_transient_failures(
+    make_client: Callable[[Script], Client], fake_time: FakeTime
+) -> None:
+    script = Script(
+        error(502), httpx.Response(200, content=b"<html>"), httpx.ReadError("reset"), ok()
+    )
+    assert make_client(script).get("tsk_1").task_id == "tsk_1"
+    assert len(script.requests) == 4
+    assert fake_time.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_get_not_found_is_not_retried(make_client: Callable[[Script], Client]) -> None:
+    script = Script(error(404, "no such task"))
+    with pytest.raises(NotFoundError, match="no such task"):
+        make_client(script).get("a/b c")
+    assert script.requests[0].url.raw_path == b"/v1/tasks/a%2Fb%20c"
+
+
+def test_wait_polls_with_growing_interval_until_completed(
+    make_client: Callable[[Script], Client], fake_time: FakeTime
+) -> None:
+    script = Script(ok("pending"), ok("processing", progress=10), ok("thinking"), ok("completed"))
+    seen: list[str] = []
+    task = make_client(script).wait("tsk_1", on_update=lambda t: seen.append(t.status))
+    assert task.status == "completed"
+    assert seen == ["pending", "processing", "unknown", "completed"]
+    assert fake_time.sleeps == [1.0, 1.5, 2.25]
+
+
+def test_poll_interval_is_capped_at_ten_seconds(
+    make_client: Callable[[Script], Client], fake_time: FakeTime
+) -> None:
+    script = Script(*[ok("processing")] * 9, ok("completed"))
+    make_client(script).wait("tsk_1", timeout=10_000)
+    assert max(fake_time.sleeps) == 10.0
+    assert fake_time.sleeps[:4] == [1.0, 1.5, 2.25, 3.375]
+
+
+@pytest.mark.parametrize(("word", "status"), [("failed", "failed"), ("canceled", "cancelled")])
+def test_wait_raises_task_failed_with_the_reason(
+    make_client: Callable[[Script], Client], word: str, status: str
+) -> None:
+    script = Script(ok("processing"), ok(word, error="face not found"))
+    with pytest.raises(TaskFailedError, match="face not found") as caught:
+        make_client(script).wait("tsk_1")
+    assert caught.value.status == status
+    assert caught.value.reason == "face not found"
+
+
+def test_wait_times_out_on_the_injected_clock(
+    make_client: Callable[[Script], Client], fake_time: FakeTime
+) -> None:
+    script = Script(*[ok("processing")] * 50)
+    with pytest.raises(WaitTimeoutError, match="mediaprep status tsk_1 --wait") as caught:
+        make_client(script).wait("tsk_1", timeout=5)
+    assert caught.value.last_status == "processing"
+    assert sum(fake_time.sleeps) == pytest.approx(5.0)
+    assert fake_time.sleeps == [1.0, 1.5, 2.25, 0.25]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (422, BadRequestError),
+        (401, AuthenticationError),
+        (403, AuthenticationError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (503, InternalServerError),
+        (418, APIStatusError),
+    ],
+)
+def test_from_response_picks_the_class(status: int, cls: type[APIStatusError]) -> None:
+    response = error(status, "the service's words")
+    exc = from_response(response)
+    assert type(exc) is cls
+    assert exc.status_code == status
+    assert exc.request_id == f"r-{status}"
+    assert "the service's words" in str(exc)
+
+
+def test_from_response_plain_text_body() -> None:
+    exc = from_response(httpx.Response(502, text="Bad gateway from the proxy"))
+    assert isinstance(exc, InternalServerError)
+    assert "Bad gateway from the proxy" in str(exc)
+    assert exc.request_id is None
+
+
+FORCED: list[tuple[httpx.Response | Exception, type[APIError]]] = [
+    (error(401, f"key {KEY} is not valid"), AuthenticationError),
+    (error(400, f"echo {KEY}"), BadRequestError),
+    (httpx.Response(500, text=f"Traceback ... Bearer {KEY}"), InternalServerError),
+    (httpx.ConnectError("refused"), APIConnectionError),
+    (httpx.ReadTimeout("slow"), APITimeoutError),
+    (httpx.Response(200, content=b"garbage"), APIResponseError),
+]
+
+
+@pytest.mark.parametrize(("fault", "cls"), FORCED)
+def test_the_key_never_appears_in_errors_or_logs(
+    make_client: Callable[[Script], Client],
+    caplog: pytest.LogCaptureFixture,
+    fault: httpx.Response | Exception,
+    cls: type[APIError],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_client(Script(*[fault] * 4), max_retries=0)
+    with pytest.raises(cls) as caught:
+        client.get("tsk_1")
+    exc = caught.value
+    shown = [str(exc), repr(exc), repr(client), str(getattr(exc, "body", ""))]
+    shown += [record.getMessage() for record in caplog.records]
+    assert caplog.records
+    for text in shown:
+        assert KEY not in text
+
+
+def test_client_refuses_bad_settings() -> None:
+    with pytest.raises(UsageError, match="http"):
+        Client("api.test", KEY)
+    with pytest.raises(UsageError, match="API key") as caught:
+        Client(BASE, "sk-abc\r\nX-Evil: 1")
+    assert "sk-abc" not in str(caught.value)
+
+
+def test_timeout_setting_sets_the_read_timeout() -> None:
+    assert timeout_for(2.5).read == 2.5
+    assert timeout_for(2.5).connect == 2.5
+    assert timeout_for(None).read == 60.0
+    assert timeout_for(None).write == 300.0
+
+
+# --- settings and the secret -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("sk-abcdefghijklmnop1234", "sk-...1234"),
+        ("abcdefghijklmnop5678", "...5678"),
+        ("short", "***"),
+        ("sk-12345678", "***"),
+    ],
+)
+def test_secret_is_masked(value: str, masked: str) -> None:
+    secret = Secret(value)
+    assert str(secret) == masked
+    assert repr(secret) == f"Secret('{masked}')"
+    assert value not in repr(secret)
+    assert secret.get_secret_value() == value
+
+
+def write_config(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.toml", 'api_key = "from-file-0123456789"\ntimeout = 2.5\nprovider = "kirin"\n'
+    )
+    env = {"MEDIAPREP_API_KEY": "from-env-0123456789", "MEDIAPREP_BASE_URL": "http://env/"}
+    settings = load_settings(config_path=config, env=env)
+    assert settings.api_key == Secret("from-file-0123456789")
+    assert settings.base_url == "http://env"
+    assert settings.timeout == 2.5
+    assert settings.warnings == ()
+    settings = load_settings(api_key="from-arg-0123456789", config_path=config, env=env)
+    assert settings.api_key == Secret("from-arg-0123456789")
+    assert "from-arg" not in repr(settings)
+    default = load_settings(env={"XDG_CONFIG_HOME": str(tmp_path / "none")})
+    assert (default.api_key, default.base_url, default.provider) == (None, None, "kirin")
+
+
+def test_default_config_file_is_read_from_xdg(tmp_path: Path) -> None:
+    folder = tmp_path / "mediaprep"
+    folder.mkdir()
+    write_config(folder / "config.toml", 'base_url = "http://file"\n')
+    settings = load_settings(env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert settings.base_url == "http://file"
+    assert settings.config_path == folder / "config.toml"
+
+
+def test_readable_config_gives_a_warning(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", 'api_key = "k-0123456789abc"\n', mode=0o644)
+    (warning,) = load_settings(config_path=config, env={}).warnings
+    assert "chmod 600" in warning
+    assert "k-0123456789abc" not in warning
+    assert stat.S_IMODE(config.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("api_key = ", "not valid TOML"),
+        ('apikey = "x"', "unknown key"),
+        ("timeout = -1", "positive"),
+        ('timeout = "soon"', "number"),
+        ("base_url = 5", "string"),
+    ],
+)
+def test_bad_config_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    config = write_config(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_path=config, env={})
+
+
+def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(config_path=tmp_path / "absent.toml", env={})
+
+
+def test_client_from_settings_needs_url_and_key(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no base URL"):
+        Client.from_settings(load_settings(api_key="k" * 20, env={}))
+    with pytest.raises(UsageError, match="no API key"):
+        Client.from_settings(load_settings(base_url=BASE, env={}))
+    with Client.from_settings(load_settings(api_key="k" * 20, base_url=BASE, env={})) as client:
+        assert KEY not in repr(client)
+        assert client.base_url == BASE

@@ -1,0 +1,691 @@
+"""submit, status and sandbox end to end: real HTTP over loopback against the sandbox.
+
+Every test that uses a key checks that the key appears in no output, no file under tmp_path and
+no log record. Fault tests drive :func:`mediaprep.submit.submit` with an injected ``sleep`` (real
+HTTP, no mocking) and check the invariant: exactly one element exists in the sandbox and its id
+is reported, or can be resumed from the receipt.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image, ImageDraw
+
+from mediaprep.api import client as client_module
+from mediaprep.api.client import Client
+from mediaprep.api.config import load_settings
+from mediaprep.api.receipt import read_receipt
+from mediaprep.api.sandbox import Fault, SandboxServer
+from mediaprep.cli import main
+from mediaprep.errors import (
+    APIError,
+    CheckFailedError,
+    InternalServerError,
+    TaskFailedError,
+)
+from mediaprep.inspectors import Element
+from mediaprep.submit import Completed, Created, Sending, SubmitEvent, follow, submit
+
+KEY = "sk-e2e-SECRET-5b1f0c9d77e4"
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real config file or environment settings; polls that do not really wait."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("MEDIAPREP_API_KEY", raising=False)
+    monkeypatch.delenv("MEDIAPREP_BASE_URL", raising=False)
+    monkeypatch.setattr(client_module, "POLL_FIRST_SECONDS", 0.01)
+    monkeypatch.setattr(client_module, "POLL_MAX_SECONDS", 0.02)
+
+
+@pytest.fixture(autouse=True)
+def key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After every test, whatever it checked itself: no file, no log record holds the key."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert_no_key(tmp_path, caplog)
+
+
+@pytest.fixture
+def server(sandbox: SandboxServer) -> SandboxServer:
+    """The shared ``sandbox`` fixture (a started server on a free loopback port)."""
+    return sandbox
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def picture(path: Path, seed: int, size: tuple[int, int] = (640, 480)) -> str:
+    """A distinct picture: seeded coloured rectangles on white."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        x, y = rng.randrange(size[0]), rng.randrange(size[1])
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.rectangle([x, y, x + rng.randrange(50, 300), y + rng.randrange(50, 300)], fill=colour)
+    image.save(path)
+    return str(path)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[str]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return [
+        picture(folder / "front.png", 1),
+        picture(folder / "side.jpg", 2),
+        picture(folder / "back.png", 3),
+    ]
+
+
+def assert_no_key(tmp_path: Path, logs: pytest.LogCaptureFixture, *outputs: str) -> None:
+    """The key is in no output, no file under tmp_path, no log record."""
+    for text in outputs:
+        assert KEY not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    for record in logs.records:
+        assert KEY not in record.getMessage()
+
+
+def invoke(*args: str, env: Mapping[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=dict(env or {}), catch_exceptions=False)
+
+
+def image_args(images: list[str], base_url: str, out: Path) -> list[str]:
+    return [
+        "submit",
+        "--name",
+        "Bob",
+        "--description",
+        "A test element",
+        "--frontal",
+        images[0],
+        "--refer",
+        images[1],
+        "--refer",
+        images[2],
+        "--tag",
+        "character",
+        "--base-url",
+        base_url,
+        "--api-key",
+        KEY,
+        "--out-dir",
+        str(out),
+    ]
+
+
+def stored_ids(server: SandboxServer) -> list[str]:
+    return [str(item["element"]["element_id"]) for item in server.sandbox.elements()]
+
+
+# --- happy paths -------------------------------------------------------------------------------
+
+
+def test_image_element_end_to_end(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    result = invoke(*image_args(images, server.url, out))
+    assert result.exit_code == 0, result.output
+    (element_id,) = stored_ids(server)
+    assert int(element_id) > 2**53
+    assert f"element id: {element_id}" in result.output
+    assert "check   " in result.output
+    assert "task    tsk_" in result.output
+    (receipt_file,) = out.glob("mediaprep-receipt-*.json")
+    receipt = read_receipt(receipt_file)
+    assert receipt["status"] == "completed"
+    assert receipt["element_id"] == element_id
+    assert receipt["task_id"].startswith("tsk_")
+    assert receipt_file.name == f"mediaprep-receipt-{receipt['external_task_id']}.json"
+    assert [entry["path"] for entry in receipt["files"]] == images
+    assert all(len(entry["sha256"]) == 64 for entry in receipt["files"])
+    assert receipt["request"]["element_image_list"]["frontal_image"]["base64_length"] > 0
+    assert server.sandbox.elements()[0]["element"]["tag_list"][0]["id"] == "o_102"
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_video_element_end_to_end_json(
+    server: SandboxServer,
+    media_path: Callable[[str], Path],
+    tmp_path: Path,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    video = str(media_path("vid_1080x1920_5s_mp4"))
+    out = tmp_path / "out"
+    result = invoke(
+        "submit",
+        "--name",
+        "Ann",
+        "--description",
+        "a person",
+        "--video",
+        video,
+        "--voice-id",
+        "voice_1",
+        "--json",
+        "--out-dir",
+        str(out),
+        env={"MEDIAPREP_API_KEY": KEY, "MEDIAPREP_BASE_URL": server.url},
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    (element_id,) = stored_ids(server)
+    assert document["ok"] is True
+    assert document["element_id"] == element_id
+    assert document["element"]["reference_type"] == "video_refer"
+    assert document["element"]["voice_id"] == "voice_1"
+    assert document["task_id"] == read_receipt(document["receipt"])["task_id"]
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_submit_as_a_real_subprocess(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    args = image_args(images, server.url, out)
+    key_at = args.index("--api-key")
+    del args[key_at : key_at + 2]
+    env = {
+        **os.environ,
+        "MEDIAPREP_API_KEY": KEY,
+        "PYTHONPATH": str(REPO),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mediaprep", *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert [document["element_id"]] == stored_ids(server)
+    assert "Traceback" not in done.stderr
+    assert_no_key(tmp_path, logs, done.stdout, done.stderr)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[str]:
+    """A tiny http.server on loopback serving tmp_path/www."""
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
+
+
+def test_url_media_are_checked_and_sent_as_urls(
+    server: SandboxServer,
+    images: list[str],
+    file_server: str,
+    tmp_path: Path,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    picture(tmp_path / "www" / "online.png", 9)
+    url = f"{file_server}/online.png"
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(images[0])] = url
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    (stored,) = server.sandbox.elements()
+    assert stored["element"]["element_image_list"]["frontal_image"] == url
+    assert f"check   {url}: ok" in result.output
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_unreachable_url_stops_before_sending(
+    server: SandboxServer,
+    images: list[str],
+    file_server: str,
+    tmp_path: Path,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(images[0])] = f"{file_server}/missing.png"
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert "download the file" in result.output
+    assert server.sandbox.request_log == []
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_dry_run_sends_nothing_and_masks_the_key(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    result = invoke(*image_args(images, server.url, out), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert server.sandbox.request_log == []
+    assert f"POST {server.url}/v1/videos/generations" in result.output
+    assert "Authorization: Bearer sk-...e4" not in result.output
+    assert "Authorization: Bearer sk-...77e4" in result.output
+    assert "Content-Length: " in result.output
+    body = json.loads(result.output[result.output.index("{") :].split("\n(dry run")[0])
+    assert body["element_image_list"]["frontal_image"]["base64_length"] > 0
+    assert body["element_name"] == "Bob"
+    assert not list(out.glob("mediaprep-receipt-*"))
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_no_wait_then_status_wait(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    env = {"MEDIAPREP_API_KEY": KEY, "MEDIAPREP_BASE_URL": server.url}
+    args = image_args(images, server.url, tmp_path / "out")[
+        :-6
+    ]  # no --base-url/--api-key/--out-dir
+    created = invoke(*args, "--out-dir", str(tmp_path / "out"), "--no-wait", "--json", env=env)
+    assert created.exit_code == 0, created.output
+    document = json.loads(created.output)
+    assert document["ok"] is True
+    assert "element_id" not in document
+    shown = invoke("status", document["task_id"], env=env)
+    assert shown.exit_code == 0
+    assert "task    tsk_" in shown.output
+    waited = invoke("status", document["task_id"], "--wait", "--json", env=env)
+    assert waited.exit_code == 0, waited.output
+    assert json.loads(waited.output)["element_id"] == stored_ids(server)[0]
+    by_external = invoke(
+        "status", "--external-task-id", document["external_task_id"], "--json", env=env
+    )
+    assert json.loads(by_external.output)["status"] == "completed"
+    assert len(stored_ids(server)) == 1
+    assert_no_key(tmp_path, logs, created.output, shown.output, waited.output, by_external.output)
+
+
+def test_status_receipt_resumes_and_updates_it(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    created = invoke(*image_args(images, server.url, out), "--no-wait")
+    assert created.exit_code == 0, created.output
+    assert "mediaprep status tsk_" in created.output
+    (receipt_file,) = out.glob("mediaprep-receipt-*.json")
+    assert read_receipt(receipt_file)["element_id"] is None
+    resumed = invoke(
+        "status", "--receipt", str(receipt_file), "--wait", env={"MEDIAPREP_API_KEY": KEY}
+    )
+    assert resumed.exit_code == 0, resumed.output
+    (element_id,) = stored_ids(server)
+    assert f"element id: {element_id}" in resumed.output
+    receipt = read_receipt(receipt_file)
+    assert receipt["status"] == "completed"
+    assert receipt["element_id"] == element_id
+    assert_no_key(tmp_path, logs, created.output, resumed.output)
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def test_reused_external_task_id_keeps_the_first_receipt(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    args = [*image_args(images, server.url, tmp_path / "out"), "--external-task-id", "mine-1"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    receipt_file = tmp_path / "out" / "mediaprep-receipt-mine-1.json"
+    before = receipt_file.read_bytes()
+    again = invoke(*args)
+    assert again.exit_code == 2
+    assert "mediaprep status --receipt" in again.output
+    assert receipt_file.read_bytes() == before
+    (element_id,) = stored_ids(server)
+    assert read_receipt(receipt_file)["element_id"] == element_id
+    elsewhere = invoke(*args[:-4], "--out-dir", str(tmp_path / "other"), *args[-2:])
+    assert elsewhere.exit_code == 1
+    assert "mediaprep status --external-task-id mine-1" in elsewhere.output
+    assert stored_ids(server) == [element_id]
+    assert_no_key(tmp_path, logs, first.output, again.output, elsewhere.output)
+
+
+def test_bad_key_exits_1_saying_authentication(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    bad = "bad-key-0123456789abcdef"
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(KEY)] = bad
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert "authentication" in result.output.lower()
+    assert "Traceback" not in result.output
+    assert bad not in result.output
+    assert server.sandbox.elements() == []
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert read_receipt(receipt_file)["status"] == "rejected"
+    assert bad.encode() not in receipt_file.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--video", "x.mp4"], "images or by a video"),
+        (["--api-key", ""], "no API key"),
+    ],
+)
+def test_usage_errors_exit_2(
+    server: SandboxServer, images: list[str], tmp_path: Path, extra: list[str], message: str
+) -> None:
+    args = image_args(images, server.url, tmp_path / "out")
+    if extra[0] == "--api-key":
+        args[args.index(KEY)] = ""
+    else:
+        args += extra
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert server.sandbox.request_log == []
+
+
+def test_missing_base_url_exits_2(images: list[str], tmp_path: Path) -> None:
+    result = invoke("submit", "--name", "A", "--description", "B", "--frontal", images[0],
+                    "--refer", images[1], "--api-key", KEY)  # fmt: skip
+    assert result.exit_code == 2
+    assert "no base URL" in result.output
+
+
+def test_no_fix_refuses_failing_media_before_sending(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    small = picture(tmp_path / "in" / "small.png", 7, size=(200, 200))
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(images[0])] = small
+    result = invoke(*args, "--no-fix")
+    assert result.exit_code == 1
+    assert "dimension" in result.output or "300" in result.output
+    assert "--no-fix" in result.output
+    assert server.sandbox.request_log == []
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_failing_image_is_fixed_then_sent(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    small = picture(tmp_path / "in" / "small.png", 7, size=(200, 200))
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(images[0])] = small
+    result = invoke(*args, "--fit", "pad")
+    assert result.exit_code == 0, result.output
+    assert "fix     " in result.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    first = read_receipt(receipt_file)["files"][0]
+    assert first["path"] == small
+    assert first["sent"] != small
+    assert Path(first["sent"]).parent == tmp_path / "out"
+    assert len(stored_ids(server)) == 1
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_failed_task_exits_1_with_the_reason(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    server.sandbox.add_faults([Fault.parse("create:1:fail_task=no face found")])
+    result = invoke(*image_args(images, server.url, tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "no face found" in result.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    receipt = read_receipt(receipt_file)
+    assert receipt["status"] == "failed"
+    assert receipt["error"] == "no face found"
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_ctrl_c_while_waiting_prints_how_to_resume(
+    server: SandboxServer,
+    images: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    real_submit = submit
+
+    def interrupted(*args: Any, **kwargs: Any) -> Iterator[SubmitEvent]:
+        for event in real_submit(*args, **kwargs):
+            yield event
+            if isinstance(event, Created):
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr("mediaprep.cli.submit.submit", interrupted)
+    result = CliRunner().invoke(main, image_args(images, server.url, tmp_path / "out"))
+    assert result.exit_code == 130
+    (stored,) = server.sandbox.elements()
+    assert f"mediaprep status {stored['task_id']} --wait" in result.output
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_slow_answer_through_the_cli_with_a_config_timeout(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'base_url = "{server.url}"\ntimeout = 0.3\n', encoding="utf-8")
+    config.chmod(0o600)
+    server.sandbox.add_faults([Fault.parse("create:1:slow=1")])
+    args = image_args(images, server.url, tmp_path / "out")
+    at = args.index("--base-url")
+    del args[at : at + 4]
+    result = invoke(*args, "--config", str(config), env={"MEDIAPREP_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    (element_id,) = stored_ids(server)
+    assert f"element id: {element_id}" in result.output
+    server.stop()  # wakes the slow request: it must not store a second element
+    assert stored_ids(server) == [element_id]
+    assert_no_key(tmp_path, logs, result.output)
+
+
+def test_sandbox_command_serves_only_on_its_address(
+    images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "mediaprep", "sandbox", "--port", "0", "--polls", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert "only" in banner
+        assert "not the real service" in banner
+        found = re.search(r"http://127\.0\.0\.1:\d+", banner)
+        assert found is not None, banner
+        result = invoke(*image_args(images, found.group(0), tmp_path / "out"))
+        assert result.exit_code == 0, result.output
+        assert "element id: " in result.output
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "sandbox stopped" in out
+    assert_no_key(tmp_path, logs, result.output, out, err)
+
+
+def test_sandbox_command_refuses_a_bad_fault() -> None:
+    result = invoke("sandbox", "--fault", "create:0:nonsense")
+    assert result.exit_code == 2
+    assert "--fault" in result.output
+
+
+# --- faults: the invariant ---------------------------------------------------------------------
+
+
+def run_submit(
+    server: SandboxServer,
+    images: list[str],
+    out: Path,
+    sleeps: list[float],
+    *,
+    read_timeout: float = 5.0,
+) -> list[SubmitEvent]:
+    settings = load_settings(api_key=KEY, base_url=server.url, env={})
+    timeout = httpx.Timeout(connect=5.0, read=read_timeout, write=30.0, pool=5.0)
+    element = Element("Bob", "A test element", frontal=images[0], refers=tuple(images[1:]))
+    with Client(server.url, KEY, timeout=timeout, sleep=sleeps.append) as client:
+        return list(submit(element, settings, out_dir=out, client=client))
+
+
+FAULTS = [
+    "create:1:status=500",
+    "create:1:status=503",
+    "create:1:status=502",
+    "create:2:status=503",
+    "get:1:status=500",
+    "get:2:status=503",
+    "create:1:status=429,retry_after=1",
+    "create:1:drop",
+    "create:1:drop_after_store",
+    "create:1:malformed_json",
+    "get:1:malformed_json",
+    "get:1:drop",
+    "any:2:drop_after_store",
+]
+
+
+@pytest.mark.parametrize("spec", FAULTS)
+def test_fault_leaves_exactly_one_element_and_reports_its_id(
+    server: SandboxServer,
+    images: list[str],
+    tmp_path: Path,
+    logs: pytest.LogCaptureFixture,
+    spec: str,
+) -> None:
+    server.sandbox.add_faults([Fault.parse(spec)])
+    sleeps: list[float] = []
+    events = run_submit(server, images, tmp_path / "out", sleeps)
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert stored_ids(server) == [completed.element.element_id]
+    assert completed.receipt is not None
+    assert read_receipt(completed.receipt)["element_id"] == completed.element.element_id
+    if "retry_after=1" in spec:
+        assert 1.0 in sleeps
+    assert_no_key(tmp_path, logs)
+
+
+def test_slow_answer_beyond_the_read_timeout_creates_one_element(
+    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    server.sandbox.add_faults([Fault.parse("create:1:slow=1")])
+    events = run_submit(server, images, tmp_path / "out", [], read_timeout=0.3)
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    server.stop()
+    assert stored_ids(server) == [completed.element.element_id]
+    assert_no_key(tmp_path, logs)
+
+
+def test_fail_task_fault_is_reported_and_kept_in_the_receipt(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    server.sandbox.add_faults([Fault.parse("create:1:fail_task=blurry")])
+    with pytest.raises(TaskFailedError, match="blurry"):
+        run_submit(server, images, tmp_path / "out", [])
+    (stored,) = server.sandbox.elements()
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    receipt = read_receipt(receipt_file)
+    assert receipt["task_id"] == stored["task_id"]
+    assert receipt["status"] == "failed"
+
+
+def test_persistent_failure_is_resumable_from_the_receipt(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    # The create is stored but its answer lost, and every lookup fails: give up, keep the receipt.
+    server.sandbox.add_faults(
+        [
+            Fault.parse("create:1:drop_after_store"),
+            Fault("get", 1, "status", status=503, every=True),
+        ]
+    )
+    with pytest.raises(APIError):
+        run_submit(server, images, tmp_path / "out", [])
+    (stored,) = server.sandbox.elements()
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert read_receipt(receipt_file)["external_task_id"] == stored["external_task_id"]
+    server.sandbox.clear_faults()
+    settings = load_settings(api_key=KEY, env={})
+    events = list(follow(settings, receipt=receipt_file, wait=True))
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert stored_ids(server) == [completed.element.element_id]
+    assert read_receipt(receipt_file)["element_id"] == completed.element.element_id
+
+
+def test_every_create_failing_leaves_no_element_and_a_receipt(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    server.sandbox.add_faults([Fault("create", 1, "status", status=503, every=True)])
+    with pytest.raises(InternalServerError):
+        run_submit(server, images, tmp_path / "out", [])
+    assert server.sandbox.elements() == []
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert read_receipt(receipt_file)["status"] == "unknown"
+
+
+def test_receipt_is_on_disk_before_the_create_is_sent(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    settings = load_settings(api_key=KEY, base_url=server.url, env={})
+    element = Element("Bob", "A test element", frontal=images[0], refers=tuple(images[1:]))
+    sent: list[Path] = []
+    for event in submit(element, settings, out_dir=tmp_path / "out", wait=False):
+        if isinstance(event, Sending):
+            receipt = read_receipt(event.receipt)
+            assert receipt["status"] == "sending"
+            assert receipt["task_id"] is None
+            assert receipt["external_task_id"] == event.external_task_id
+            assert server.sandbox.request_log == []
+            sent.append(event.receipt)
+    (receipt_file,) = sent
+    assert read_receipt(receipt_file)["task_id"] == server.sandbox.elements()[0]["task_id"]
+
+
+def test_check_failure_carries_the_reports(images: list[str], tmp_path: Path) -> None:
+    settings = load_settings(api_key=KEY, base_url="http://127.0.0.1:9", env={})
+    element = Element("", "A test element", frontal=images[0], refers=tuple(images[1:]))
+    with pytest.raises(CheckFailedError, match="name") as caught:
+        list(submit(element, settings, out_dir=tmp_path / "out"))
+    assert caught.value.report.codes() == ["name_missing"]
