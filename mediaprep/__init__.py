@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._version import __version__
+from .api import Client, ElementInfo, Settings, Task
 from .errors import (
     APIConnectionError,
     APIError,
@@ -26,10 +28,9 @@ from .errors import (
     WaitTimeoutError,
 )
 from .findings import ElementReport, FileReport, Finding
+from .fixers import FixOptions, FixPlan, FixResult, Step, fix_file, plan_fix
 from .info import AudioStream, ImageInfo, VideoInfo
 from .inspectors import Element, check_element, inspect_file
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",
@@ -41,18 +42,26 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CheckFailedError",
+    "Client",
     "ConfigError",
     "ConflictError",
     "Element",
+    "ElementInfo",
     "ElementReport",
     "FileReport",
     "Finding",
     "FixError",
+    "FixOptions",
+    "FixPlan",
+    "FixResult",
     "ImageInfo",
     "InternalServerError",
     "MediaprepError",
     "NotFoundError",
     "RateLimitError",
+    "Settings",
+    "Step",
+    "Task",
     "TaskFailedError",
     "ToolError",
     "ToolNotFoundError",
@@ -62,5 +71,7 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
     "check_element",
+    "fix_file",
     "inspect_file",
+    "plan_fix",
 ]

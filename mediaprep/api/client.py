@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .. import __version__
+from .._version import __version__
 from ..errors import (
     APIConnectionError,
     APIError,

@@ -16,7 +16,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MediaprepError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
