@@ -89,9 +89,9 @@ def fix_options(command: F) -> F:
         ),
         click.option(
             "--pad-color",
-            default="white",
-            show_default=True,
-            help="Padding colour (name or #hex), or 'blur'.",
+            default=None,
+            help="Padding colour (name or #hex), or 'blur'.  [default: white for images, black "
+            "for videos]",
         ),
         click.option("--flatten", metavar="COLOR", help="Put transparency on COLOR; write JPEG."),
         click.option(
@@ -135,7 +135,7 @@ def fix_options(command: F) -> F:
 
 def fix_options_from(
     fit: str,
-    pad_color: str,
+    pad_color: str | None,
     flatten: str | None,
     min_side: int,
     keep_metadata: bool,
@@ -151,10 +151,12 @@ def fix_options_from(
     Raises:
         click.BadParameter: a value FixOptions refuses.
     """
+    # One --pad-color serves both kinds; left out, images pad white and videos black.
+    colors = {"pad_color": pad_color, "video_pad_color": pad_color} if pad_color else {}
     try:
         return FixOptions(
             fit=fit,  # type: ignore[arg-type]
-            pad_color=pad_color,
+            **colors,
             flatten=flatten,
             min_side=min_side,
             keep_metadata=keep_metadata,

@@ -19,8 +19,10 @@ Orientation = Literal["auto", "landscape", "portrait"]
 Extend = Literal["loop", "freeze"]
 
 DEFAULT_CRF = 18
-#: x264 preset used when none is given; chosen by measurement (see README, "fix decisions").
-DEFAULT_PRESET = "medium"
+#: x264 preset used when none is given; chosen by measurement (see README, "fix decisions"):
+#: ``python -m benchmarks.presets`` shows the best SSIM per CPU second of the presets that keep
+#: High profile (ultrafast drops to Baseline) and small files (superfast's are 1.5-4× bigger).
+DEFAULT_PRESET = "veryfast"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class FixOptions:
     fit: Fit = "pad"
     #: Colour of padding ("white", "#202020", ...) or "blur" for a blurred extension.
     pad_color: str = "white"
+    #: Colour of the bars around a padded video ("black", "#202020", ...) or "blur". Videos get
+    #: their own default: black bars suit moving pictures, white suits product shots.
+    video_pad_color: str = "black"
     #: Put transparency on this colour and write JPEG; None keeps transparency (PNG).
     flatten: str | None = None
     min_side: int = 300
@@ -138,7 +143,7 @@ def plan_fix(report: FileReport, options: FixOptions | None = None) -> FixPlan:
     from .video import plan_video
 
     options = options or FixOptions()
-    if report.kind == "image" and report.info is not None:
+    if report.kind == "image":
         return plan_image(report, options)
     if report.kind == "video" and report.info is not None:
         return plan_video(report, options)

@@ -1,0 +1,703 @@
+"""Video repair: the pure planning and argument builders, then real ffmpeg runs through fix_file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw
+
+from mediaprep import spec
+from mediaprep.errors import FixError
+from mediaprep.ffmpeg import Progress, file_arg, probe, run_ffmpeg_to_end
+from mediaprep.findings import FileReport
+from mediaprep.fixers import video
+from mediaprep.fixers.plan import DEFAULT_PRESET, FixOptions, FixPlan, FixResult, Step, fix_file
+from mediaprep.fixers.video import (
+    VideoJob,
+    build_remux_args,
+    build_transcode_args,
+    cover,
+    fit_inside,
+    next_crf,
+    plan_video,
+    target_fps,
+    video_graph,
+    write_video,
+)
+from mediaprep.info import AudioStream, VideoInfo
+from mediaprep.inspectors.file import inspect_local
+from mediaprep.inspectors.video import video_findings
+
+FAST = FixOptions(preset="ultrafast")
+AAC = (AudioStream("aac", 2, 48000),)
+
+
+def make_info(**changes: Any) -> VideoInfo:
+    """A compliant 1920 × 1080 H.264 MP4 of 5 s; ``changes`` override fields."""
+    base = VideoInfo(
+        container="mov,mp4,m4a,3gp,3g2,mj2",
+        size_bytes=5_000_000,
+        duration=5.0,
+        codec="h264",
+        width=1920,
+        height=1080,
+        display_width=1920,
+        display_height=1080,
+        rotation=0,
+        sar="1:1",
+        fps=30.0,
+        variable_frame_rate=False,
+        pix_fmt="yuv420p",
+        bit_depth=8,
+        video_streams=1,
+        audio=AAC,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def make_report(info: VideoInfo, name: str = "clip.mp4") -> FileReport:
+    """The report ``check`` would make for ``info`` in a file called ``name``."""
+    findings = tuple(video_findings(info, name))
+    return FileReport(name, "video", findings, info=info, local_path=name)
+
+
+# --- Pure helpers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "box", "expected"),
+    [
+        ((1280, 720), (1920, 1080), (1920, 1080)),
+        ((640, 480), (1920, 1080), (1440, 1080)),
+        ((1920, 1080), (1080, 1920), (1080, 608)),
+        ((1000, 1000), (1920, 1080), (1080, 1080)),
+        ((3, 1000), (1920, 1080), (4, 1080)),
+        ((1, 1), (1920, 1080), (1080, 1080)),
+    ],
+)
+def test_fit_inside(size: tuple[int, int], box: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert fit_inside(size, box) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "box", "expected"),
+    [
+        ((1280, 720), (1920, 1080), (1920, 1080)),
+        ((640, 480), (1920, 1080), (1920, 1440)),
+        ((1920, 1080), (1080, 1920), (3414, 1920)),
+        ((1000, 1000), (1920, 1080), (1920, 1920)),
+    ],
+)
+def test_cover(size: tuple[int, int], box: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert cover(size, box) == expected
+
+
+@pytest.mark.parametrize(
+    ("fps", "variable", "expected"),
+    [
+        (None, False, "30"),
+        (15.0, False, "30"),
+        (23.9, False, "30"),
+        (23.976, False, None),
+        (24.0, False, None),
+        (60.0, False, None),
+        (60.1, False, "60"),
+        (120.0, False, "60"),
+        (29.5, True, "30000/1001"),
+        (24.2, True, "24"),
+    ],
+)
+def test_target_fps(fps: float | None, variable: bool, expected: str | None) -> None:
+    assert target_fps(make_info(fps=fps, variable_frame_rate=variable)) == expected
+
+
+def test_next_crf_rises_by_four_then_stops_at_51() -> None:
+    assert [next_crf(18), next_crf(46), next_crf(50), next_crf(51)] == [22, 50, 51, None]
+
+
+JOB = VideoJob(
+    "transcode",
+    "mp4",
+    "aac",
+    7.95,
+    frame=(1920, 1080),
+    scale=(1440, 1080),
+    fit="pad",
+    pad_color="0x000000",
+    start=2.5,
+    duration=7.95,
+    crf=18,
+    preset="medium",
+)
+
+
+def test_build_transcode_args_exact() -> None:
+    arguments = build_transcode_args(Path("in.mov"), Path("out.mp4"), JOB, 22)
+    assert arguments == [
+        "-ss",
+        "2.500",
+        "-i",
+        file_arg("in.mov"),
+        "-filter_complex",
+        "[0:V:0]scale=1440:1080:flags=lanczos,setsar=1,pad=1920:1080:240:0:color=0x000000,"
+        "format=yuv420p[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "0:a:0?",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        "-ar",
+        "48000",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "high",
+        "-preset",
+        "medium",
+        "-crf",
+        "22",
+        "-t",
+        "7.950",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        "-y",
+        file_arg("out.mp4"),
+    ]
+
+
+def test_build_transcode_args_loop_mute_keep_metadata() -> None:
+    job = dataclasses.replace(
+        JOB, audio="none", start=0.0, loops=2, scale=None, keep_metadata=True, duration=3.05
+    )
+    assert build_transcode_args(Path("a.mp4"), Path("b.mp4"), job, 18) == [
+        "-stream_loop",
+        "2",
+        "-i",
+        file_arg("a.mp4"),
+        "-filter_complex",
+        "[0:V:0]format=yuv420p[v]",
+        "-map",
+        "[v]",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "high",
+        "-preset",
+        "medium",
+        "-crf",
+        "18",
+        "-t",
+        "3.050",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        "-y",
+        file_arg("b.mp4"),
+    ]
+
+
+def test_build_transcode_args_freeze_pads_audio() -> None:
+    job = dataclasses.replace(JOB, start=0.0, scale=None, freeze_seconds=1.5, duration=3.05)
+    arguments = build_transcode_args(Path("a.mp4"), Path("b.mp4"), job, 18)
+    assert arguments[arguments.index("-filter_complex") + 1] == (
+        "[0:V:0]tpad=stop_mode=clone:stop_duration=1.500,format=yuv420p[v]"
+    )
+    assert arguments[arguments.index("-af") + 1] == "apad"
+
+
+@pytest.mark.parametrize(
+    ("changes", "graph"),
+    [
+        (
+            {"fit": "crop", "scale": (1920, 1440), "fps": "30"},
+            "[0:V:0]fps=30,scale=1920:1440:flags=lanczos,setsar=1,crop=1920:1080:0:180,"
+            "format=yuv420p[v]",
+        ),
+        (
+            {"scale": (1920, 1080)},
+            "[0:V:0]scale=1920:1080:flags=lanczos,setsar=1,format=yuv420p[v]",
+        ),
+        (
+            {"fit": "blur"},
+            "[0:V:0]split=2[bg][fg];"
+            "[bg]scale=480:360,crop=480:270,boxblur=10:2,scale=1920:1080,setsar=1[blurred];"
+            "[fg]scale=1440:1080:flags=lanczos,setsar=1[main];"
+            "[blurred][main]overlay=240:0,format=yuv420p[v]",
+        ),
+    ],
+)
+def test_video_graph(changes: dict[str, Any], graph: str) -> None:
+    assert video_graph(dataclasses.replace(JOB, **changes)) == graph
+
+
+@pytest.mark.parametrize(
+    ("audio", "expected"),
+    [
+        ("copy", ["-map", "0:a:0?", "-c:a", "copy"]),
+        ("aac", ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "192k"]),
+        ("none", ["-an"]),
+    ],
+)
+def test_build_remux_args_exact(audio: str, expected: list[str]) -> None:
+    job = VideoJob("remux", "mp4", audio, 5.0)  # type: ignore[arg-type]
+    assert build_remux_args(Path("in.mkv"), Path("out.mp4"), job) == [
+        "-i",
+        file_arg("in.mkv"),
+        "-map",
+        "0:V:0",
+        "-c:v",
+        "copy",
+        *expected,
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        "-y",
+        file_arg("out.mp4"),
+    ]
+
+
+# --- Planning ---------------------------------------------------------------------------------
+
+
+def test_plan_compliant_file_has_no_steps() -> None:
+    plan = plan_video(make_report(make_info()), FixOptions())
+    assert plan.copy_only
+    assert plan.suffix == ".mp4"
+
+
+def test_plan_extension_mismatch_alone_renames() -> None:
+    plan = plan_video(make_report(make_info(), "clip.bin"), FixOptions())
+    assert [step.action for step in plan.steps] == ["rename"]
+    assert plan.suffix == ".mp4"
+    assert plan.data["job"].mode == "rename"
+
+
+@pytest.mark.parametrize(("codec", "mode"), [("aac", "copy"), ("opus", "aac")])
+def test_plan_container_only_remuxes(codec: str, mode: str) -> None:
+    info = make_info(container="matroska,webm", audio=(AudioStream(codec, 2, 48000),))
+    plan = plan_video(make_report(info, "clip.mkv"), FixOptions())
+    job = plan.data["job"]
+    assert (job.mode, job.audio, plan.suffix) == ("remux", mode, ".mp4")
+    assert plan.steps[0].action == "remux"
+
+
+def test_plan_mute_on_compliant_mov_remuxes_into_mov() -> None:
+    plan = plan_video(make_report(make_info(), "clip.mov"), FixOptions(mute=True))
+    assert [step.action for step in plan.steps] == ["mute"]
+    assert (plan.data["job"].mode, plan.data["job"].audio, plan.suffix) == ("remux", "none", ".mov")
+
+
+def test_plan_mute_on_a_passing_hevc_copies_the_video() -> None:
+    plan = plan_video(make_report(make_info(codec="hevc")), FixOptions(mute=True))
+    assert (plan.data["job"].mode, plan.data["job"].audio) == ("remux", "none")
+
+
+def test_write_video_refuses_a_plan_without_job(tmp_path: Path) -> None:
+    plan = FixPlan(make_report(make_info()), (Step("scale", "?"),))
+    with pytest.raises(FixError, match="no video job"):
+        list(write_video(tmp_path / "a.mp4", plan, tmp_path / "b.mp4", FixOptions()))
+
+
+def test_plan_transcode_steps_for_rotated_anamorphic_slow_10_bit() -> None:
+    info = make_info(
+        width=720,
+        height=540,
+        display_width=540,
+        display_height=960,
+        rotation=90,
+        sar="4:3",
+        fps=15.0,
+        pix_fmt="yuv420p10le",
+        bit_depth=10,
+    )
+    plan = plan_video(make_report(info), FixOptions(orientation="auto"))
+    assert [str(step) for step in plan.steps] == [
+        "rotate: rotation 90° turned into the pixels",
+        "scale: 540 × 960, SAR 4:3 -> 1080 × 1920 (lanczos)",
+        "fps: 15.0 fps -> constant 30 fps",
+        "8-bit: 10-bit yuv420p10le -> 8-bit yuv420p",
+        f"encode: H.264 High, yuv420p, CRF 18, preset {DEFAULT_PRESET}, MP4 (faststart)",
+        "audio: aac -> AAC 192kb/s",
+    ]
+    assert plan.data["job"].frame == spec.VIDEO_PORTRAIT
+    assert "tone mapping" in plan.data["warnings"][0]
+
+
+def test_plan_forced_orientation_reframes_a_compliant_file() -> None:
+    plan = plan_video(make_report(make_info()), FixOptions(orientation="portrait"))
+    job = plan.data["job"]
+    assert (job.frame, job.scale) == (spec.VIDEO_PORTRAIT, (1080, 608))
+    assert "pad" in [step.action for step in plan.steps]
+
+
+def test_plan_trim_keeps_start_and_stays_inside_the_limit() -> None:
+    plan = plan_video(make_report(make_info(duration=12.0)), FixOptions(start=3))
+    job = plan.data["job"]
+    assert (job.start, job.duration) == (3.0, video.TRIM_SECONDS)
+    assert video.TRIM_SECONDS < spec.VIDEO_MAX_SECONDS
+    assert str(plan.steps[0]) == "trim: 12.000 s -> 7.950 s (keeps 3.000 s to 10.950 s)"
+
+
+@pytest.mark.parametrize(
+    ("duration", "options", "words"),
+    [
+        (2.0, FixOptions(), "--extend loop|freeze"),
+        (5.0, FixOptions(start=3), "an earlier --start"),
+        (5.0, FixOptions(start=5), "at or past the end"),
+        (5.0, FixOptions(start=9, extend="loop"), "at or past the end"),
+    ],
+)
+def test_plan_unfixable_durations_say_what_to_do(
+    duration: float, options: FixOptions, words: str
+) -> None:
+    plan = plan_video(make_report(make_info(duration=duration)), options)
+    assert not plan.can_fix
+    assert plan.unfixable[0].code == "duration_too_short"
+    assert words in plan.unfixable[0].message
+
+
+def test_plan_no_video_stream_is_unfixable() -> None:
+    info = make_info(video_streams=0, width=0, height=0, display_width=0, display_height=0)
+    plan = plan_video(make_report(info), FixOptions())
+    assert [f.code for f in plan.unfixable] == ["no_video_stream"]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [(FixOptions(preset="warp"), "x264 preset"), (FixOptions(video_pad_color="nope"), "colour")],
+)
+def test_plan_bad_options_raise(options: FixOptions, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        plan_video(make_report(make_info(duration=20.0)), options)
+
+
+def test_plan_extend_loop_counts_plays() -> None:
+    plan = plan_video(make_report(make_info(duration=1.2)), FixOptions(extend="loop"))
+    job = plan.data["job"]
+    assert (job.loops, job.duration) == (2, video.EXTEND_SECONDS)
+    assert video.EXTEND_SECONDS > spec.VIDEO_MIN_SECONDS
+
+
+# --- Real ffmpeg ------------------------------------------------------------------------------
+
+GREY = (128, 128, 128)
+SINE = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+
+
+def ffmpeg(*arguments: str) -> None:
+    run_ffmpeg_to_end(list(arguments))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def still_clip(
+    path: Path, picture: Image.Image, seconds: float = 3.5, sar: str = "1", audio: bool = True
+) -> Path:
+    """Loop a picture into an H.264 clip (with a 440 Hz tone unless ``audio`` is False)."""
+    png = path.with_suffix(".png")
+    picture.save(png)
+    sound_in = SINE if audio else []
+    sound_out = ["-c:a", "aac", "-shortest"] if audio else []
+    ffmpeg(
+        *["-loop", "1", "-framerate", "30", "-t", f"{seconds}", "-i", file_arg(png), *sound_in],
+        *["-vf", f"setsar={sar}", *X264, *sound_out, "-t", f"{seconds}", "-y", file_arg(path)],
+    )
+    return path
+
+
+def circle_picture(size: tuple[int, int], ellipse: tuple[int, int]) -> Image.Image:
+    """Grey picture with a centred red ellipse of ``ellipse`` width × height."""
+    picture = Image.new("RGB", size, GREY)
+    width, height = size
+    left, top = (width - ellipse[0]) // 2, (height - ellipse[1]) // 2
+    ImageDraw.Draw(picture).ellipse(
+        (left, top, left + ellipse[0] - 1, top + ellipse[1] - 1), fill=(255, 0, 0)
+    )
+    return picture
+
+
+def frame_at(path: Path, seconds: float) -> Image.Image:
+    png = path.with_name(f"{path.stem}-{seconds:g}.png")
+    ffmpeg("-ss", f"{seconds}", "-i", file_arg(path), "-frames:v", "1", "-y", file_arg(png))
+    with Image.open(png) as image:
+        return image.convert("RGB")
+
+
+def red_box(picture: Image.Image) -> tuple[int, int, int, int]:
+    """Bounding box of the clearly red pixels."""
+    red, green, blue = picture.split()
+    mask = ImageChops.multiply(
+        red.point(lambda v: 255 if v > 180 else 0),
+        ImageChops.multiply(
+            green.point(lambda v: 255 if v < 80 else 0), blue.point(lambda v: 255 if v < 80 else 0)
+        ),
+    )
+    box = mask.getbbox()
+    assert box is not None, "no red in the frame"
+    return box
+
+
+def stream(path: Path, kind: str) -> list[dict[str, Any]]:
+    return [s for s in probe(path)["streams"] if s.get("codec_type") == kind]
+
+
+def fixed(
+    source: Path,
+    out_dir: Path,
+    options: FixOptions = FAST,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> tuple[FixResult, Path]:
+    """Run fix_file, check the original is untouched and the output passes every check."""
+    before = sha256(source)
+    result = fix_file(source, out_dir, options, on_progress=on_progress)
+    assert sha256(source) == before
+    assert result.ok, (result.error, result.after)
+    assert result.output is not None
+    output = Path(result.output)
+    assert inspect_local(output).ok
+    return result, output
+
+
+def assert_compliant_h264(output: Path, size: tuple[int, int]) -> dict[str, Any]:
+    (picture,) = stream(output, "video")
+    assert (picture["codec_name"], picture["pix_fmt"]) == ("h264", "yuv420p")
+    assert (picture["width"], picture["height"]) == size
+    assert picture.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1")
+    assert not picture.get("side_data_list")
+    assert "rotate" not in (picture.get("tags") or {})
+    return picture
+
+
+def duration_of(path: Path) -> float:
+    return float(probe(path)["format"]["duration"])
+
+
+@pytest.fixture(scope="module")
+def circle_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("circle")
+    return still_clip(folder / "circle.mp4", circle_picture((320, 240), (120, 120)))
+
+
+@pytest.mark.parametrize(
+    ("fit", "diameter"),
+    [("pad", 540), ("crop", 720), ("blur", 540)],
+)
+def test_fit_keeps_the_circle_round(
+    circle_clip: Path, tmp_path: Path, fit: str, diameter: int
+) -> None:
+    options = dataclasses.replace(FAST, fit=fit)  # type: ignore[arg-type]
+    result, output = fixed(circle_clip, tmp_path, options)
+    assert output.suffix == ".mp4"
+    assert fit in [step.action for step in result.steps]
+    assert_compliant_h264(output, spec.VIDEO_LANDSCAPE)
+    (sound,) = stream(output, "audio")
+    assert sound["codec_name"] == "aac"
+    frame = frame_at(output, 1)
+    left, top, right, bottom = red_box(frame)
+    assert right - left == pytest.approx(bottom - top, rel=0.02)
+    assert right - left == pytest.approx(diameter, rel=0.02)
+    bar = {"pad": (0, 0, 0), "blur": GREY}.get(fit)
+    if bar is not None:  # pad bars are black; blur bars are the blurred grey picture
+        assert frame.getpixel((20, 540)) == pytest.approx(bar, abs=6)
+
+
+def test_anamorphic_source_comes_out_round(tmp_path: Path) -> None:
+    # 240 × 240 stored at SAR 4:3 shows 320 × 240: a 90 × 120 ellipse is shown as a circle.
+    source = still_clip(tmp_path / "sar.mp4", circle_picture((240, 240), (90, 120)), sar="4/3")
+    assert inspect_local(source).info.sar == "4:3"
+    out = tmp_path / "out"
+    out.mkdir()
+    _, output = fixed(source, out)
+    assert_compliant_h264(output, spec.VIDEO_LANDSCAPE)
+    left, top, right, bottom = red_box(frame_at(output, 1))
+    assert right - left == pytest.approx(bottom - top, rel=0.02)
+    assert bottom - top == pytest.approx(540, rel=0.02)
+
+
+def test_rotated_phone_clip_comes_out_upright_with_default_preset(tmp_path: Path) -> None:
+    picture = Image.new("RGB", (320, 180), GREY)
+    ImageDraw.Draw(picture).rectangle((0, 0, 39, 39), fill=(255, 0, 0))
+    stored = still_clip(tmp_path / "stored.mp4", picture, seconds=3.2, audio=False)
+    phone = tmp_path / "phone.mp4"
+    ffmpeg("-i", file_arg(stored), "-c", "copy", "-metadata:s:v:0", "rotate=90", file_arg(phone))
+    rotation = inspect_local(phone).info.rotation
+    assert rotation in (90, 270)
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(phone, out, FixOptions())
+    assert "rotate" in [step.action for step in result.steps]
+    picture_stream = assert_compliant_h264(output, spec.VIDEO_PORTRAIT)
+    assert picture_stream["profile"] == "High"
+    left, top, right, bottom = red_box(frame_at(output, 1))
+    # Turning clockwise by 90° takes the stored top-left corner to the top-right; by 270° to
+    # the bottom-left. The mark is 40 px of 180: 240 px of 1080.
+    corner = (1080, 0) if rotation == 90 else (0, 1920)
+    assert right - left == pytest.approx(240, abs=6)
+    assert bottom - top == pytest.approx(240, abs=6)
+    assert min(abs(left - corner[0]), abs(right - corner[0])) <= 4
+    assert min(abs(top - corner[1]), abs(bottom - corner[1])) <= 4
+
+
+@pytest.fixture(scope="module")
+def colour_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 s: red, green from 4 s, blue from 8 s; with a tone."""
+    path = tmp_path_factory.mktemp("colours") / "colours.mp4"
+    colours = (
+        "color=c=red:s=160x90:r=30:d=12,"
+        "drawbox=c=green:t=fill:enable='gte(t,4)',drawbox=c=blue:t=fill:enable='gte(t,8)'"
+    )
+    ffmpeg("-f", "lavfi", "-i", colours, *SINE, *X264, "-c:a", "aac", "-t", "12", file_arg(path))
+    return path
+
+
+def colour_name(pixel: tuple[int, int, int]) -> str:
+    return ("red", "green", "blue")[max(range(3), key=lambda i: pixel[i])]
+
+
+def test_trim_honours_start_frame_accurately(colour_clip: Path, tmp_path: Path) -> None:
+    result, output = fixed(colour_clip, tmp_path, dataclasses.replace(FAST, start=3.0))
+    assert result.steps[0].action == "trim"
+    assert spec.VIDEO_MAX_SECONDS - 0.1 < duration_of(output) <= spec.VIDEO_MAX_SECONDS
+    # Source 4 s (green) is output 1 s, source 8 s (blue) output 5 s: check either side.
+    seen = [colour_name(frame_at(output, t).getpixel((960, 540))) for t in (0, 0.9, 1.1, 4.9, 5.1)]
+    assert seen == ["red", "red", "green", "green", "blue"]
+    assert len(stream(output, "audio")) == 1
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("short") / "short.mp4"
+    source = "testsrc2=s=160x90:r=30:d=1.5"
+    ffmpeg("-f", "lavfi", "-i", source, *SINE, *X264, "-c:a", "aac", "-t", "1.5", file_arg(path))
+    return path
+
+
+@pytest.mark.parametrize("extend", ["loop", "freeze"])
+def test_extend_reaches_three_seconds(short_clip: Path, tmp_path: Path, extend: str) -> None:
+    options = dataclasses.replace(FAST, extend=extend)  # type: ignore[arg-type]
+    result, output = fixed(short_clip, tmp_path, options)
+    assert "extend" in [step.action for step in result.steps]
+    assert spec.VIDEO_MIN_SECONDS <= duration_of(output) < spec.VIDEO_MIN_SECONDS + 0.2
+    assert duration_of(output) >= spec.VIDEO_MIN_SECONDS
+
+
+def test_short_clip_without_extend_is_not_written(short_clip: Path, tmp_path: Path) -> None:
+    result = fix_file(short_clip, tmp_path, FAST)
+    assert result.output is None
+    assert "--extend loop|freeze" in result.after[0].message
+    assert list(tmp_path.iterdir()) == []
+
+
+def video_hash(path: Path) -> str:
+    target = path.with_name(path.name + ".md5")
+    ffmpeg("-i", file_arg(path), "-map", "0:v:0", "-c", "copy", "-f", "md5", "-y", file_arg(target))
+    return target.read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def compliant_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compliant") / "ok.mp4"
+    ffmpeg(
+        *["-f", "lavfi", "-i", "testsrc2=s=1920x1080:r=30:d=3.2", *SINE, *X264],
+        *["-c:a", "aac", "-t", "3.2", file_arg(path)],
+    )
+    return path
+
+
+def test_mkv_remux_copies_the_video_bitstream(compliant_clip: Path, tmp_path: Path) -> None:
+    source = tmp_path / "clip.mkv"
+    ffmpeg("-i", file_arg(compliant_clip), "-c:v", "copy", "-c:a", "libopus", file_arg(source))
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(source, out)
+    assert [step.action for step in result.steps] == ["remux", "audio"]
+    assert output.suffix == ".mp4"
+    assert video_hash(output) == video_hash(source)
+    (sound,) = stream(output, "audio")
+    assert sound["codec_name"] == "aac"
+
+
+def test_mute_drops_audio(compliant_clip: Path, tmp_path: Path) -> None:
+    result, output = fixed(compliant_clip, tmp_path, dataclasses.replace(FAST, mute=True))
+    assert [step.action for step in result.steps] == ["mute"]
+    assert stream(output, "audio") == []
+    assert video_hash(output) == video_hash(compliant_clip)
+
+
+def test_compliant_file_is_copied_byte_for_byte(compliant_clip: Path, tmp_path: Path) -> None:
+    result, output = fixed(compliant_clip, tmp_path)
+    assert result.steps == ()
+    assert sha256(output) == sha256(compliant_clip)
+
+
+def test_ten_bit_slow_mkv_becomes_8_bit_30_fps(tmp_path: Path) -> None:
+    source = tmp_path / "deep.mkv"
+    ffmpeg(
+        *["-f", "lavfi", "-i", "testsrc2=s=320x180:r=15:d=3.2", "-c:v", "ffv1"],
+        *["-pix_fmt", "yuv420p10le", file_arg(source)],
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(source, out)
+    assert {"fps", "8-bit"} <= {step.action for step in result.steps}
+    picture = assert_compliant_h264(output, spec.VIDEO_LANDSCAPE)
+    assert (picture["r_frame_rate"], picture["avg_frame_rate"]) == ("30/1", "30/1")
+    assert stream(output, "audio") == []
+
+
+class Interrupted(Exception):
+    """Raised from the progress callback to stop a conversion."""
+
+
+def test_interrupted_conversion_leaves_nothing(circle_clip: Path, tmp_path: Path) -> None:
+    def stop(progress: Progress) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fix_file(circle_clip, tmp_path, FAST, on_progress=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_counts_up_to_the_output_duration(circle_clip: Path, tmp_path: Path) -> None:
+    seen: list[Progress] = []
+    fixed(circle_clip, tmp_path, FAST, on_progress=seen.append)
+    assert seen[-1].finished
+    assert all(p.total_seconds == pytest.approx(3.5) for p in seen)
+
+
+def test_too_large_output_is_re_encoded_with_a_higher_crf(
+    circle_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    _, output = fixed(circle_clip, first)
+    limit = output.stat().st_size * 3 // 4
+    monkeypatch.setattr(spec, "VIDEO_MAX_BYTES", limit)
+    result, smaller = fixed(circle_clip, second)
+    assert smaller.stat().st_size <= limit
+    assert "re-encoded at CRF 22" in result.warnings[0]
