@@ -56,15 +56,18 @@ def result_lines(result: FixResult, *, color: bool) -> list[str]:
         word = style("FIXED", color=color, fg="green", bold=True)
         if not result.steps:
             word = style("COPIED", color=color, fg="green", bold=True)
-        lines = [f"{word}  {result.path} -> {result.output}"]
+        fixed = sorted({finding.code for finding in result.before if finding.severity != "info"})
+        was = f"  (was: {', '.join(fixed)})" if fixed else ""
+        lines = [f"{word}  {result.path} -> {result.output}{was}"]
     else:
         lines = [f"{style('FAILED', color=color, fg='red', bold=True)}  {result.path}"]
     lines.extend(f"      step    {step}" for step in result.steps)
     if not result.ok:
+        remaining = {finding.code for finding in result.after}
         lines.extend(
             f"      before  {finding.code}: {finding.message}"
             for finding in result.before
-            if finding.is_error
+            if finding.is_error and finding.code not in remaining
         )
     lines.extend(f"      warning {text}" for text in result.warnings)
     lines.extend(finding_line(finding, color=color) for finding in result.after if not result.ok)
