@@ -144,3 +144,13 @@ def test_fix_element_checks_the_rules_with_fixed_files(
     document = json.loads(output)
     assert document["element"] == {"ok": True, "findings": []}
     assert len(list(out.iterdir())) == 2
+
+
+def test_bad_fix_options_are_usage_errors(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_751x300_png")
+    for option, value in (("--pad-color", "nonsense"), ("--preset", "warp"), ("--flatten", "x")):
+        code, output = run("fix", str(folder), "--out-dir", str(tmp_path / "out"), option, value)
+        assert code == 2, output
+        assert value in output
+        assert "Traceback" not in output
+    assert not (tmp_path / "out").exists()

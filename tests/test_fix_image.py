@@ -650,7 +650,7 @@ def test_a_file_corrupt_past_its_header_fails_cleanly(tmp_path: Path) -> None:
     [
         ({"pad_color": "sky-ish"}, "pad colour 'sky-ish' is not a colour"),
         ({"flatten": "blur"}, "flatten colour 'blur' is not a colour"),
-        ({"fit": "stretch"}, "fit must be"),
+        ({"fit": "stretch"}, "unknown fit 'stretch'"),
     ],
 )
 def test_bad_options_raise_value_error(

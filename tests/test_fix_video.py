@@ -385,11 +385,17 @@ def test_plan_no_video_stream_is_unfixable() -> None:
 
 @pytest.mark.parametrize(
     ("options", "words"),
-    [(FixOptions(preset="warp"), "x264 preset"), (FixOptions(video_pad_color="nope"), "colour")],
+    [
+        ({"preset": "warp"}, "x264 preset"),
+        ({"video_pad_color": "nope"}, "colour"),
+        ({"fit": "stretch"}, "fit"),
+        ({"orientation": "diagonal"}, "orientation"),
+        ({"extend": "bounce"}, "extend"),
+    ],
 )
-def test_plan_bad_options_raise(options: FixOptions, words: str) -> None:
+def test_bad_options_are_refused_when_made(options: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):
-        plan_video(make_report(make_info(duration=20.0)), options)
+        FixOptions(**options)
 
 
 def test_plan_extend_loop_counts_plays() -> None:

@@ -89,7 +89,25 @@ def main(verbose: int) -> None:
     )
 
 
+def run() -> None:
+    """The console entry point: the command line, with an unexpected failure in one line.
+
+    A failure that reaches here is a bug; ``MEDIAPREP_DEBUG=1`` shows its traceback.
+    """
+    try:
+        main()
+    except Exception as exc:
+        if os.environ.get("MEDIAPREP_DEBUG"):
+            raise
+        click.echo(
+            f"Error: internal error ({type(exc).__name__}: {exc}); this is a bug in mediaprep: "
+            "please report it (MEDIAPREP_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
+
+
 # The subcommands register themselves on `main` when imported.
 from . import check, fix, submit  # noqa: E402
 
-__all__ = ["check", "fix", "main", "submit"]
+__all__ = ["check", "fix", "main", "run", "submit"]

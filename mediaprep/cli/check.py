@@ -24,7 +24,7 @@ from . import (
     style,
     use_color,
 )
-from .options import element_from_options, element_options
+from .options import ElementArgs, element_options
 
 #: A progress bar is drawn only when there are more files than this.
 PROGRESS_MIN_FILES = 4
@@ -137,14 +137,7 @@ def check_document(files: Sequence[FileReport], element: ElementReport | None) -
 def check(
     paths: tuple[str, ...],
     as_element: bool,
-    name: str | None,
-    description: str | None,
-    frontal: str | None,
-    refers: tuple[str, ...],
-    videos: tuple[str, ...],
-    tags: tuple[str, ...],
-    voice_id: str | None,
-    callback_url: str | None,
+    element_args: ElementArgs,
     fast: bool,
     as_json: bool,
     jobs: int,
@@ -161,9 +154,7 @@ def check(
                 raise click.UsageError(
                     "with --element, give the media with --frontal/--refer/--video"
                 )
-            element = element_from_options(
-                name, description, frontal, refers, videos, tags, voice_id, callback_url
-            )
+            element = element_args.build()
             element_report = check_element(element, fast=fast)
             files = list(element_report.files)
         else:

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -24,7 +23,7 @@ from ..inspectors import (
 )
 from . import EXIT_FAILED, EXIT_OK, emit_json, library_errors, main, style, use_color
 from .check import finding_line
-from .options import element_from_options, element_options, fix_options, fix_options_from
+from .options import ElementArgs, element_options, fix_options
 
 DEFAULT_OUT_DIR = "mediaprep-out"
 
@@ -112,18 +111,11 @@ def fix(
     paths: tuple[str, ...],
     out_dir: Path,
     as_element: bool,
-    name: str | None,
-    description: str | None,
-    frontal: str | None,
-    refers: tuple[str, ...],
-    videos: tuple[str, ...],
-    tags: tuple[str, ...],
-    voice_id: str | None,
-    callback_url: str | None,
+    element_args: ElementArgs,
     dry_run: bool,
     as_json: bool,
     quiet: bool,
-    **fix_settings: Any,
+    fix_options: FixOptions,
 ) -> None:
     """Write compliant copies of files, folders, URLs or an element's media into --out-dir.
 
@@ -131,7 +123,6 @@ def fix(
     kept only if it passes. Exit code 0 when every output passes, 1 when any file failed, 2 for
     usage errors.
     """
-    options = fix_options_from(**fix_settings)
     element = None
     with library_errors():
         if as_element:
@@ -139,9 +130,7 @@ def fix(
                 raise click.UsageError(
                     "with --element, give the media with --frontal/--refer/--video"
                 )
-            element = element_from_options(
-                name, description, frontal, refers, videos, tags, voice_id, callback_url
-            )
+            element = element_args.build()
             items = [(media, False) for media in element.media]
         else:
             if not paths:
@@ -150,11 +139,11 @@ def fix(
         reports = inspect_many(items, workers=4)
         if dry_run:
             for report in reports:
-                for line in plan_lines(report, options):
+                for line in plan_lines(report, fix_options):
                     click.echo(line)
             sys.exit(EXIT_OK)
         ensure_out_dir(out_dir, [path for path, _skip in items])
-        results = _fix_all(reports, out_dir, options, show_progress=not as_json and not quiet)
+        results = _fix_all(reports, out_dir, fix_options, show_progress=not as_json and not quiet)
         element_report = _element_after(element, results) if element is not None else None
     ok = all(result.ok for result in results) and (element_report is None or element_report.ok)
     if as_json:

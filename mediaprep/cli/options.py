@@ -1,8 +1,14 @@
-"""Options shared by several commands: the element's description and its parameter types."""
+"""Options shared by several commands: the element's description and how files are fixed.
+
+Each decorator adds its options and hands the command one object instead of a dozen
+parameters: ``element_args`` (:class:`ElementArgs`) and ``fix_options`` (:class:`FixOptions`).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -14,8 +20,70 @@ from ..inspectors import Element
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+ELEMENT_FIELDS = (
+    "name",
+    "description",
+    "frontal",
+    "refers",
+    "videos",
+    "tags",
+    "voice_id",
+    "callback_url",
+)
+
+
+@dataclass(frozen=True)
+class ElementArgs:
+    """The element options as given on the command line."""
+
+    name: str | None
+    description: str | None
+    frontal: str | None
+    refers: tuple[str, ...]
+    videos: tuple[str, ...]
+    tags: tuple[str, ...]
+    voice_id: str | None
+    callback_url: str | None
+
+    @property
+    def media(self) -> tuple[str, ...]:
+        """Every media path or URL given."""
+        return ((self.frontal,) if self.frontal else ()) + self.refers + self.videos
+
+    def build(self) -> Element:
+        """The Element these options describe.
+
+        Raises:
+            click.UsageError: images and a video are mixed, or no media is given.
+        """
+        if not self.media:
+            raise click.UsageError("give the element's media: --frontal and --refer, or --video")
+        try:
+            return Element(
+                name=self.name or "",
+                description=self.description or "",
+                frontal=self.frontal,
+                refers=self.refers,
+                videos=self.videos,
+                tags=self.tags,
+                voice_id=self.voice_id,
+                callback_url=self.callback_url,
+            )
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from exc
+
+
 def element_options(command: F) -> F:
-    """Add the element options (``--name``, ``--frontal``, ``--video``, ``--tag``...)."""
+    """Add the element options (``--name``, ``--frontal``, ``--video``, ``--tag``...).
+
+    The command receives them as one ``element_args: ElementArgs`` keyword argument.
+    """
+
+    @functools.wraps(command)
+    def with_element_args(*args: Any, **kwargs: Any) -> Any:
+        values = {field: kwargs.pop(field) for field in ELEMENT_FIELDS}
+        return command(*args, element_args=ElementArgs(**values), **kwargs)
+
     options = [
         click.option("--name", help="Element name (1-20 characters)."),
         click.option("--description", help="Element description (1-100 characters)."),
@@ -40,45 +108,38 @@ def element_options(command: F) -> F:
         click.option("--voice-id", help="Voice to bind (video elements only)."),
         click.option("--callback-url", help="URL the service calls when the task ends."),
     ]
+    wrapped: Any = with_element_args
     for option in reversed(options):
-        command = option(command)
-    return command
+        wrapped = option(wrapped)
+    return wrapped  # type: ignore[no-any-return]
 
 
-def element_from_options(
-    name: str | None,
-    description: str | None,
-    frontal: str | None,
-    refers: tuple[str, ...],
-    videos: tuple[str, ...],
-    tags: tuple[str, ...],
-    voice_id: str | None,
-    callback_url: str | None,
-) -> Element:
-    """Build an Element from the element options.
-
-    Raises:
-        click.UsageError: images and a video are mixed, or no media is given.
-    """
-    if not (frontal or refers or videos):
-        raise click.UsageError("give the element's media: --frontal and --refer, or --video")
-    try:
-        return Element(
-            name=name or "",
-            description=description or "",
-            frontal=frontal,
-            refers=refers,
-            videos=videos,
-            tags=tags,
-            voice_id=voice_id,
-            callback_url=callback_url,
-        )
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from exc
+FIX_FIELDS = (
+    "fit",
+    "pad_color",
+    "flatten",
+    "min_side",
+    "keep_metadata",
+    "orientation",
+    "preset",
+    "crf",
+    "start",
+    "extend",
+    "mute",
+)
 
 
 def fix_options(command: F) -> F:
-    """Add the options that say how files are repaired (``--fit``, ``--mute``...)."""
+    """Add the options that say how files are repaired (``--fit``, ``--mute``...).
+
+    The command receives them as one ``fix_options: FixOptions`` keyword argument.
+    """
+
+    @functools.wraps(command)
+    def with_fix_options(*args: Any, **kwargs: Any) -> Any:
+        values = {field: kwargs.pop(field) for field in FIX_FIELDS}
+        return command(*args, fix_options=fix_options_from(**values), **kwargs)
+
     options = [
         click.option(
             "--fit",
@@ -128,9 +189,10 @@ def fix_options(command: F) -> F:
         ),
         click.option("--mute", is_flag=True, help="Drop video audio (no voice customization)."),
     ]
+    wrapped: Any = with_fix_options
     for option in reversed(options):
-        command = option(command)
-    return command
+        wrapped = option(wrapped)
+    return wrapped  # type: ignore[no-any-return]
 
 
 def fix_options_from(

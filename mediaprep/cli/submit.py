@@ -23,6 +23,7 @@ from ..errors import (
     NotFoundError,
 )
 from ..findings import FileReport
+from ..fixers import FixOptions
 from ..spec import size_text
 from ..submit import (
     DEFAULT_OUT_DIR,
@@ -40,7 +41,7 @@ from ..submit import (
 )
 from . import CommandError, emit_json, library_errors, main, style, use_color
 from .check import finding_line
-from .options import element_from_options, element_options, fix_options, fix_options_from
+from .options import ElementArgs, element_options, fix_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -284,14 +285,7 @@ def _with_hint(message: str, run: _Run) -> str:
 def submit_command(
     ctx: click.Context,
     /,
-    name: str | None,
-    description: str | None,
-    frontal: str | None,
-    refers: tuple[str, ...],
-    videos: tuple[str, ...],
-    tags: tuple[str, ...],
-    voice_id: str | None,
-    callback_url: str | None,
+    element_args: ElementArgs,
     external_task_id: str | None,
     no_fix: bool,
     out_dir: Path,
@@ -304,7 +298,7 @@ def submit_command(
     config_path: Path | None,
     data_uri: bool,
     no_url_check: bool,
-    **fix_settings: Any,
+    fix_options: FixOptions,
 ) -> None:
     """Check, fix and send an element, then wait for its element id.
 
@@ -312,10 +306,7 @@ def submit_command(
     request is sent and updated as the task moves; `mediaprep status --receipt FILE` resumes
     from it. Exit code 0 on success, 1 on failure, 2 for usage errors, 130 when interrupted.
     """
-    options = fix_options_from(**fix_settings)
-    element = element_from_options(
-        name, description, frontal, refers, videos, tags, voice_id, callback_url
-    )
+    element = element_args.build()
     if external_task_id:
         element = dataclasses.replace(element, external_task_id=external_task_id.strip())
     run = _Run(as_json=as_json)
@@ -324,7 +315,7 @@ def submit_command(
     events = submit(
         element,
         settings,
-        fix_options=options,
+        fix_options=fix_options,
         no_fix=no_fix,
         out_dir=out_dir,
         dry_run=dry_run,

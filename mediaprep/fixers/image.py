@@ -224,27 +224,6 @@ def plan_layout(
 # --- Planning -------------------------------------------------------------------------------------
 
 
-def _check_colour(value: str, what: str, *, allow_blur: bool) -> None:
-    if allow_blur and value == "blur":
-        return
-    try:
-        ImageColor.getrgb(value)
-    except ValueError as exc:
-        extra = ", or 'blur'" if allow_blur else ""
-        raise ValueError(
-            f"{what} {value!r} is not a colour: use a name such as 'white' or a hex code such as "
-            f"'#202020'{extra}"
-        ) from exc
-
-
-def _check_options(options: FixOptions) -> None:
-    if options.fit not in ("pad", "crop", "blur"):
-        raise ValueError(f"fit must be 'pad', 'crop' or 'blur', not {options.fit!r}")
-    _check_colour(options.pad_color, "pad colour", allow_blur=True)
-    if options.flatten is not None:
-        _check_colour(options.flatten, "flatten colour", allow_blur=False)
-
-
 def _source_suffix(path: str) -> str:
     return Path(path.split("?", 1)[0]).suffix
 
@@ -349,11 +328,7 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
     reads the first. Otherwise the steps are listed and ``plan.data["image"]`` holds the
     ``ImageJob`` the writer follows. Only an image with an alpha channel that must change format
     is decoded here, to learn whether any pixel is transparent (PNG) or none is (JPEG).
-
-    Raises:
-        ValueError: an option cannot be used (an unknown colour or fit).
     """
-    _check_options(options)
     info = report.info
     suffix = _source_suffix(report.path)
     if not isinstance(info, ImageInfo):

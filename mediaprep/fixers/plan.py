@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from PIL import ImageColor
 
 from ..errors import MediaprepError
 from ..ffmpeg import Progress
@@ -18,6 +20,18 @@ Fit = Literal["pad", "crop", "blur"]
 Orientation = Literal["auto", "landscape", "portrait"]
 Extend = Literal["loop", "freeze"]
 
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 DEFAULT_CRF = 18
 #: x264 preset used when none is given; chosen by measurement (see README, "fix decisions"):
 #: ``python -m benchmarks.presets`` shows the best SSIM per CPU second of the presets that keep
@@ -31,7 +45,7 @@ class FixOptions:
 
     Raises:
         ValueError: a value is out of range (``min_side`` below 300, ``crf`` outside 0-51,
-            a negative ``start``).
+            a negative ``start``), or not a known choice, x264 preset or colour.
     """
 
     fit: Fit = "pad"
@@ -58,6 +72,33 @@ class FixOptions:
             raise ValueError(f"crf must be between 0 and 51, not {self.crf}")
         if self.start < 0:
             raise ValueError(f"start must not be negative, not {self.start:g}")
+        _check_choice("fit", self.fit, get_args(Fit))
+        _check_choice("orientation", self.orientation, get_args(Orientation))
+        if self.extend is not None:
+            _check_choice("extend", self.extend, get_args(Extend))
+        _check_choice("x264 preset", self.preset, X264_PRESETS)
+        _check_colour("pad colour", self.pad_color, allow_blur=True)
+        _check_colour("video pad colour", self.video_pad_color, allow_blur=True)
+        if self.flatten is not None:
+            _check_colour("flatten colour", self.flatten, allow_blur=False)
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; use one of: {', '.join(choices)}")
+
+
+def _check_colour(what: str, value: str, *, allow_blur: bool) -> None:
+    if allow_blur and value.lower() == "blur":
+        return
+    try:
+        ImageColor.getrgb(value)
+    except ValueError as exc:
+        extra = ", or 'blur'" if allow_blur else ""
+        raise ValueError(
+            f"{what} {value!r} is not a colour: use a name such as 'white' or a hex code such as "
+            f"'#202020'{extra}"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -56,18 +56,6 @@ FAST_CLIP_FPS = "60"
 #: Common rates a variable-rate clip is snapped to, as ffmpeg spells them.
 COMMON_RATES = ("24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60")
 
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
 MAX_CRF = 51
 #: How much the CRF rises on each retry when the output is over the size limit.
 CRF_STEP = 4
@@ -236,12 +224,7 @@ def plan_video(report: FileReport, options: FixOptions) -> FixPlan:
     ``plan.data["job"]`` is the :class:`VideoJob` for :func:`write_video`;
     ``plan.data["warnings"]`` lists what the user should know about the result.
 
-    Raises:
-        ValueError: ``options.preset`` is not an x264 preset or ``video_pad_color`` is not a
-            colour.
     """
-    if options.preset not in X264_PRESETS:
-        raise ValueError(f"unknown x264 preset {options.preset!r}; use one of {X264_PRESETS}")
     blur = options.fit == "blur" or options.video_pad_color.lower() == "blur"
     pad_color = BLACK if blur else ffmpeg_color(options.video_pad_color)
     info: VideoInfo = report.info
