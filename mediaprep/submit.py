@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,14 @@ from .errors import (
     UsageError,
     WaitTimeoutError,
 )
+from .ffmpeg import Progress
 from .findings import ElementReport, FileReport
 from .fixers.output import ensure_out_dir
 from .fixers.plan import FixOptions, FixResult, fix_file
 from .inspectors import Element, check_element, inspect_file, is_url
 
+#: How often the submission looks for transcode progress while a file is being fixed.
+PROGRESS_POLL_SECONDS = 0.1
 #: Where fixed files and receipts go when no folder is given.
 DEFAULT_OUT_DIR = "mediaprep-out"
 
@@ -49,6 +54,14 @@ class Fixing:
     """A file is about to be repaired."""
 
     path: str
+
+
+@dataclass(frozen=True)
+class FixProgress:
+    """ffmpeg's progress while a file is transcoded."""
+
+    path: str
+    progress: Progress
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,9 @@ class Completed:
     receipt: Path | None
 
 
-SubmitEvent = Checked | Fixing | Fixed | DryRun | Sending | Created | Polled | Completed
+SubmitEvent = (
+    Checked | Fixing | FixProgress | Fixed | DryRun | Sending | Created | Polled | Completed
+)
 
 
 def _error_lines(report: ElementReport) -> list[str]:
@@ -148,7 +163,7 @@ def _fix_files(
         if file.ok:
             continue
         yield Fixing(file.path)
-        result = fix_file(file.path, out_dir, options, report=file, taken=taken)
+        result = yield from _fix_with_progress(file, out_dir, options, taken)
         results.append(result)
         yield Fixed(result)
         if result.output is not None and result.ok:
@@ -156,6 +171,23 @@ def _fix_files(
     if len(fixed) < len(results):
         raise _refuse(report, "these files could not be repaired: fix them by hand", results)
     return fixed
+
+
+def _fix_with_progress(
+    file: FileReport, out_dir: Path, options: FixOptions | None, taken: set[Path]
+) -> Generator[SubmitEvent, None, FixResult]:
+    """Run fix_file on a worker thread so its ffmpeg progress can be yielded as events."""
+    reports: queue.Queue[Progress] = queue.Queue()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mediaprep-fix") as pool:
+        future = pool.submit(
+            fix_file, file.path, out_dir, options, report=file, taken=taken, on_progress=reports.put
+        )
+        while not (future.done() and reports.empty()):
+            try:
+                yield FixProgress(file.path, reports.get(timeout=PROGRESS_POLL_SECONDS))
+            except queue.Empty:
+                continue
+        return future.result()
 
 
 def _with_media(element: Element, fixed: Mapping[str, str]) -> Element:

@@ -18,6 +18,7 @@ import click
 
 from .._version import __version__
 from ..errors import MediaprepError, UsageError
+from ..ffmpeg import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +77,45 @@ def progress_bar(total: int, label: str, *, enabled: bool) -> Iterator[Callable[
         return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
+
+
+class TranscodeBar:
+    """A per-file bar on stderr for ffmpeg runs, drawn on a terminal only, and only once ffmpeg
+    reports progress (an image fix never shows one). Use as a context manager; feed ``update``.
+    """
+
+    STEPS = 1000
+
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        self._shown = 0
+
+    def __enter__(self) -> TranscodeBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def update(self, progress: Progress) -> None:
+        """Move the bar to ``progress``; opens it on the first report."""
+        fraction = progress.fraction
+        if not self.enabled or fraction is None:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=self.STEPS, label=self.label, file=sys.stderr)
+            self._bar.__enter__()
+        target = int(fraction * self.STEPS)
+        if target > self._shown:
+            self._bar.update(target - self._shown)
+            self._shown = target
+
+    def close(self) -> None:
+        """Finish the bar's line, if one was drawn."""
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

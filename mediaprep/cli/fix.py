@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from ..ffmpeg import Progress
 from ..findings import ElementReport, FileReport
 from ..fixers import FixOptions, FixResult, fix_file, plan_fix
 from ..fixers.output import ensure_out_dir
@@ -21,32 +19,20 @@ from ..inspectors import (
     inspect_local,
     inspect_many,
 )
-from . import EXIT_FAILED, EXIT_OK, emit_json, library_errors, main, style, use_color
+from . import (
+    EXIT_FAILED,
+    EXIT_OK,
+    TranscodeBar,
+    emit_json,
+    library_errors,
+    main,
+    style,
+    use_color,
+)
 from .check import finding_line
 from .options import ElementArgs, element_options, fix_options
 
 DEFAULT_OUT_DIR = "mediaprep-out"
-
-
-@contextmanager
-def transcode_bar(label: str, *, enabled: bool) -> Iterator[Callable[[Progress], None]]:
-    """A per-file progress bar on stderr for ffmpeg runs (TTY only); yields the callback."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda _progress: None
-        return
-    with click.progressbar(length=1000, label=label, file=sys.stderr) as bar:
-        shown = 0
-
-        def update(progress: Progress) -> None:
-            nonlocal shown
-            fraction = progress.fraction
-            if fraction is not None:
-                target = int(fraction * 1000)
-                if target > shown:
-                    bar.update(target - shown)
-                    shown = target
-
-        yield update
 
 
 def result_lines(result: FixResult, *, color: bool) -> list[str]:
@@ -184,14 +170,14 @@ def _fix_all(
     for report in reports:
         if report.skipped:
             continue
-        with transcode_bar(Path(report.path).name, enabled=show_progress) as on_progress:
+        with TranscodeBar(Path(report.path).name, enabled=show_progress) as bar:
             results.append(
                 fix_file(
                     report.path,
                     out_dir,
                     options,
                     report=report if report.local_path else None,
-                    on_progress=on_progress,
+                    on_progress=bar.update,
                     taken=taken,
                 )
             )

@@ -33,13 +33,14 @@ from ..submit import (
     DryRun,
     Fixed,
     Fixing,
+    FixProgress,
     Polled,
     Sending,
     SubmitEvent,
     follow,
     submit,
 )
-from . import CommandError, emit_json, library_errors, main, style, use_color
+from . import CommandError, TranscodeBar, emit_json, library_errors, main, style, use_color
 from .check import finding_line
 from .options import ElementArgs, element_options, fix_options
 
@@ -123,6 +124,7 @@ class _Run:
         self.task: Task | None = None
         self.receipt: Path | None = None
         self.external_task_id: str | None = None
+        self.bar = TranscodeBar("", enabled=False)
 
     def say(self, line: str) -> None:
         if not self.as_json:
@@ -148,7 +150,11 @@ class _Run:
                     self.say(finding_line(finding, color=self.color))
         elif isinstance(event, Fixing):
             self.say(f"fix     {event.path} ...")
+            self.bar = TranscodeBar(Path(event.path).name, enabled=not self.as_json)
+        elif isinstance(event, FixProgress):
+            self.bar.update(event.progress)
         elif isinstance(event, Fixed):
+            self.bar.close()
             self.document["fixes"].append(event.result.to_dict())
             result = event.result
             steps = "; ".join(str(step) for step in result.steps) or "copied"
