@@ -386,11 +386,16 @@ def _follow(
     """Poll until the task ends, keeping the receipt up to date."""
     try:
         for task in client.poll(task_id, timeout=timeout):
-            yield Polled(task)
+            # The receipt is written before the caller sees the event, so nothing the caller
+            # does can lose the element id.
             if task.status == "completed":
-                yield _completed(client, task, receipt, data)
-            elif receipt is not None and task.status != data.get("status"):
+                completed = _completed(client, task, receipt, data)
+                yield Polled(task)
+                yield completed
+                continue
+            if receipt is not None and task.status != data.get("status"):
                 _record(receipt, data, task_id=task.task_id, status=task.status)
+            yield Polled(task)
     except TaskFailedError as exc:
         _record(receipt, data, status=exc.status, error=exc.reason)
         raise
