@@ -83,8 +83,8 @@ def probe_command(ffprobe: str, path: str | os.PathLike[str]) -> list[str]:
 def probe(path: str | os.PathLike[str], timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
     """Run ffprobe once on a file and return its JSON (``format`` and ``streams``).
 
-    ffmpeg-python's ``probe()`` leaves the process running when its timeout fires, so ffprobe is
-    run here directly, with the same arguments, and killed on timeout.
+    ffmpeg-python's ``probe()`` (0.2.0, the current release) takes no timeout and lets ffprobe
+    inherit stdin, so ffprobe is run here directly with the same arguments, killed on timeout.
 
     Raises:
         ToolNotFoundError: ffprobe is missing.
