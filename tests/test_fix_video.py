@@ -144,38 +144,38 @@ def test_build_transcode_args_exact() -> None:
         "-i",
         file_arg("in.mov"),
         "-filter_complex",
-        "[0:V:0]scale=1440:1080:flags=lanczos,setsar=1,pad=1920:1080:240:0:color=0x000000,"
-        "format=yuv420p[v]",
+        "[0:V:0]scale=1440:1080:flags=lanczos[s0];[s0]setsar=1[s1];"
+        "[s1]pad=1920:1080:240:0:color=0x000000[s2];[s2]format=yuv420p[s3]",
         "-map",
-        "[v]",
+        "[s3]",
         "-map",
         "0:a:0?",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
+        "-f",
+        "mp4",
         "-ar",
         "48000",
+        "-b:a",
+        "192k",
+        "-c:a",
+        "aac",
         "-c:v",
         "libx264",
-        "-profile:v",
-        "high",
-        "-preset",
-        "medium",
         "-crf",
         "22",
-        "-t",
-        "7.950",
-        "-map_metadata",
-        "-1",
         "-map_chapters",
+        "-1",
+        "-map_metadata",
         "-1",
         "-movflags",
         "+faststart",
-        "-f",
-        "mp4",
-        "-y",
+        "-preset",
+        "medium",
+        "-profile:v",
+        "high",
+        "-t",
+        "7.950",
         file_arg("out.mp4"),
+        "-y",
     ]
 
 
@@ -189,26 +189,26 @@ def test_build_transcode_args_loop_mute_keep_metadata() -> None:
         "-i",
         file_arg("a.mp4"),
         "-filter_complex",
-        "[0:V:0]format=yuv420p[v]",
+        "[0:V:0]format=yuv420p[s0]",
         "-map",
-        "[v]",
+        "[s0]",
+        "-f",
+        "mp4",
         "-an",
         "-c:v",
         "libx264",
-        "-profile:v",
-        "high",
-        "-preset",
-        "medium",
         "-crf",
         "18",
-        "-t",
-        "3.050",
         "-movflags",
         "+faststart",
-        "-f",
-        "mp4",
-        "-y",
+        "-preset",
+        "medium",
+        "-profile:v",
+        "high",
+        "-t",
+        "3.050",
         file_arg("b.mp4"),
+        "-y",
     ]
 
 
@@ -216,9 +216,32 @@ def test_build_transcode_args_freeze_pads_audio() -> None:
     job = dataclasses.replace(JOB, start=0.0, scale=None, freeze_seconds=1.5, duration=3.05)
     arguments = build_transcode_args(Path("a.mp4"), Path("b.mp4"), job, 18)
     assert arguments[arguments.index("-filter_complex") + 1] == (
-        "[0:V:0]tpad=stop_mode=clone:stop_duration=1.500,format=yuv420p[v]"
+        "[0:V:0]tpad=stop_duration=1.500:stop_mode=clone[s0];[s0]format=yuv420p[s1]"
     )
     assert arguments[arguments.index("-af") + 1] == "apad"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda source, destination: build_transcode_args(source, destination, JOB, 18),
+        lambda source, destination: build_remux_args(
+            source, destination, VideoJob("remux", "mp4", "copy", 5.0)
+        ),
+    ],
+    ids=["transcode", "remux"],
+)
+def test_a_name_starting_with_a_dash_stays_a_file_argument(
+    build: Callable[[Path, Path], list[str]],
+) -> None:
+    arguments = build(Path("-x.mp4"), Path("-y.mp4"))
+    source = arguments[arguments.index("-i") + 1]
+    assert source == file_arg("-x.mp4")
+    assert source.startswith("file:/")
+    assert source.endswith("/-x.mp4")
+    assert arguments[-2:] == [file_arg("-y.mp4"), "-y"]
+    assert "-x.mp4" not in arguments
+    assert "-y.mp4" not in arguments
 
 
 @pytest.mark.parametrize(
@@ -226,19 +249,20 @@ def test_build_transcode_args_freeze_pads_audio() -> None:
     [
         (
             {"fit": "crop", "scale": (1920, 1440), "fps": "30"},
-            "[0:V:0]fps=30,scale=1920:1440:flags=lanczos,setsar=1,crop=1920:1080:0:180,"
-            "format=yuv420p[v]",
+            "[0:V:0]fps=30[s0];[s0]scale=1920:1440:flags=lanczos[s1];[s1]setsar=1[s2];"
+            "[s2]crop=1920:1080:0:180[s3];[s3]format=yuv420p[s4]",
         ),
         (
             {"scale": (1920, 1080)},
-            "[0:V:0]scale=1920:1080:flags=lanczos,setsar=1,format=yuv420p[v]",
+            "[0:V:0]scale=1920:1080:flags=lanczos[s0];[s0]setsar=1[s1];[s1]format=yuv420p[s2]",
         ),
         (
             {"fit": "blur"},
-            "[0:V:0]split=2[bg][fg];"
-            "[bg]scale=480:360,crop=480:270,boxblur=10:2,scale=1920:1080,setsar=1[blurred];"
-            "[fg]scale=1440:1080:flags=lanczos,setsar=1[main];"
-            "[blurred][main]overlay=240:0,format=yuv420p[v]",
+            "[0:V:0]split=2[s0][s1];"
+            "[s0]scale=480:360[s2];[s2]crop=480:270[s3];[s3]boxblur=10:2[s4];"
+            "[s4]scale=1920:1080[s5];[s5]setsar=1[s6];"
+            "[s1]scale=1440:1080:flags=lanczos[s7];[s7]setsar=1[s8];"
+            "[s6][s8]overlay=eof_action=repeat:x=240:y=0[s9];[s9]format=yuv420p[s10]",
         ),
     ],
 )
@@ -247,33 +271,34 @@ def test_video_graph(changes: dict[str, Any], graph: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("audio", "expected"),
+    ("audio", "maps", "options"),
     [
-        ("copy", ["-map", "0:a:0?", "-c:a", "copy"]),
-        ("aac", ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "192k"]),
-        ("none", ["-an"]),
+        ("copy", ["-map", "0:a:0?"], ["-c:a", "copy"]),
+        ("aac", ["-map", "0:a:0?"], ["-b:a", "192k", "-c:a", "aac"]),
+        ("none", [], ["-an"]),
     ],
 )
-def test_build_remux_args_exact(audio: str, expected: list[str]) -> None:
+def test_build_remux_args_exact(audio: str, maps: list[str], options: list[str]) -> None:
     job = VideoJob("remux", "mp4", audio, 5.0)  # type: ignore[arg-type]
     assert build_remux_args(Path("in.mkv"), Path("out.mp4"), job) == [
         "-i",
         file_arg("in.mkv"),
         "-map",
         "0:V:0",
+        *maps,
+        "-f",
+        "mp4",
+        *options,
         "-c:v",
         "copy",
-        *expected,
-        "-map_metadata",
-        "-1",
         "-map_chapters",
+        "-1",
+        "-map_metadata",
         "-1",
         "-movflags",
         "+faststart",
-        "-f",
-        "mp4",
-        "-y",
         file_arg("out.mp4"),
+        "-y",
     ]
 
 

@@ -23,12 +23,13 @@ Decisions where the contract is silent (the README's "fix decisions" repeats the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, cast
 
+import ffmpeg
 from PIL import ImageColor
 
 from .. import spec
@@ -373,93 +374,154 @@ def _framing_step(fit: Fit, scale: tuple[int, int], frame: tuple[int, int], pad_
 
 
 # --- ffmpeg arguments (pure) ------------------------------------------------------------------
+#
+# Commands are built with ffmpeg-python's graph API and compiled to a list, never run by it:
+# mediaprep.ffmpeg.run_ffmpeg adds the program, its global flags and the progress reader.
+# ffmpeg-python ships no types, so the two protocols below name the part of it used here and
+# the helpers cast at the boundary; nothing else in this module sees an untyped value.
+#
+# How ffmpeg-python spells things, where it differs from writing the list by hand:
+# * Options given as keywords come out sorted by name (``-ss`` before ``-stream_loop``,
+#   ``-ar`` before ``-c:a``); every one of them belongs to the same input or output file, so
+#   their order changes nothing. ``-f`` comes first among the output options, ``-y`` last
+#   (after the file name: it is a global option, read wherever it stands).
+# * Each filter link is named ``[s0]``, ``[s1]``… in order: ``scale,setsar`` becomes
+#   ``scale…[s0];[s0]setsar…``, the same graph.
+# * A stream selector is copied verbatim after the input index, so ``source["V:0"]`` is
+#   ``[0:V:0]`` in the graph (capital V: a video stream that is not a cover picture) and
+#   ``source["a:0?"]`` is ``-map 0:a:0?`` (the first audio stream, if there is one).
 
 
-def video_graph(job: VideoJob) -> str:
-    """The ``-filter_complex`` graph: input ``[0:V:0]``, output ``[v]``."""
+class _Stream(Protocol):
+    """The part of ffmpeg-python's ``FilterableStream`` this module uses."""
+
+    def __getitem__(self, selector: str) -> _Stream: ...
+
+    def filter(self, name: str, *args: object, **kwargs: object) -> _Stream: ...
+
+    def split(self) -> _Outputs: ...
+
+
+class _Outputs(Protocol):
+    """The outputs of a filter with several (``split``), by index."""
+
+    def __getitem__(self, index: int) -> _Stream: ...
+
+
+def _input(source: Path, options: Mapping[str, str]) -> _Stream:
+    return cast(_Stream, ffmpeg.input(file_arg(source), **options))
+
+
+def _overlay(main: _Stream, top: _Stream, x: int, y: int) -> _Stream:
+    # ffmpeg-python adds eof_action=repeat, which is ffmpeg's default: the same filter.
+    return cast(_Stream, ffmpeg.overlay(main, top, x=x, y=y))
+
+
+def _compile(
+    streams: Sequence[_Stream], destination: Path, options: Mapping[str, str | None]
+) -> list[str]:
+    """The arguments after the program name; an option whose value is None is a bare flag."""
+    output = ffmpeg.output(*streams, file_arg(destination), **options).overwrite_output()
+    command: list[str] = output.compile(cmd="ffmpeg")
+    return command[1:]
+
+
+def _scaled(video: _Stream, size: tuple[int, int]) -> _Stream:
+    return video.filter("scale", size[0], size[1], flags="lanczos").filter("setsar", 1)
+
+
+def _framed(video: _Stream, job: VideoJob, scale: tuple[int, int]) -> _Stream:
+    """Scale to ``scale``, then pad, crop or blur-fill to ``job.frame``."""
+    if scale == job.frame:
+        return _scaled(video, scale)
     width, height = job.frame
-    head = [f"fps={job.fps}"] if job.fps else []
-    tail = [f"tpad=stop_mode=clone:stop_duration={_seconds(job.freeze_seconds)}"]
-    tail = (tail if job.freeze_seconds else []) + ["format=yuv420p"]
-    if job.scale is None:
-        return "[0:V:0]" + ",".join([*head, *tail]) + "[v]"
-    scaled_width, scaled_height = job.scale
-    x = (width - scaled_width) // 2
-    y = (height - scaled_height) // 2
-    scale = f"scale={scaled_width}:{scaled_height}:flags=lanczos,setsar=1"
-    if job.scale == job.frame:
-        return "[0:V:0]" + ",".join([*head, scale, *tail]) + "[v]"
+    x = (width - scale[0]) // 2
+    y = (height - scale[1]) // 2
     if job.fit == "crop":
-        crop = f"crop={width}:{height}:{-x}:{-y}"
-        return "[0:V:0]" + ",".join([*head, scale, crop, *tail]) + "[v]"
+        return _scaled(video, scale).filter("crop", width, height, -x, -y)
     if job.fit == "pad":
-        pad = f"pad={width}:{height}:{x}:{y}:color={job.pad_color}"
-        return "[0:V:0]" + ",".join([*head, scale, pad, *tail]) + "[v]"
+        return _scaled(video, scale).filter("pad", width, height, x, y, color=job.pad_color)
+    copies = video.split()
     small = (width // BLUR_SHRINK, height // BLUR_SHRINK)
-    small_cover = cover(job.scale, small)
+    small_cover = cover(scale, small)
     background = (
-        f"[bg]scale={small_cover[0]}:{small_cover[1]},crop={small[0]}:{small[1]},"
-        f"boxblur={BLUR_RADIUS}:2,scale={width}:{height},setsar=1[blurred]"
+        copies[0]
+        .filter("scale", small_cover[0], small_cover[1])
+        .filter("crop", small[0], small[1])
+        .filter("boxblur", BLUR_RADIUS, 2)
+        .filter("scale", width, height)
+        .filter("setsar", 1)
     )
-    return ";".join(
-        [
-            "[0:V:0]" + ",".join([*head, "split=2[bg][fg]"]),
-            background,
-            f"[fg]{scale}[main]",
-            f"[blurred][main]overlay={x}:{y}," + ",".join(tail) + "[v]",
-        ]
-    )
+    return _overlay(background, _scaled(copies[1], scale), x, y)
 
 
-def _metadata_args(job: VideoJob) -> list[str]:
-    return [] if job.keep_metadata else ["-map_metadata", "-1", "-map_chapters", "-1"]
+def _filtered_video(source: _Stream, job: VideoJob) -> _Stream:
+    video = source["V:0"]
+    if job.fps:
+        video = video.filter("fps", job.fps)
+    if job.scale is not None:
+        video = _framed(video, job, job.scale)
+    if job.freeze_seconds:
+        stop = _seconds(job.freeze_seconds)
+        video = video.filter("tpad", stop_mode="clone", stop_duration=stop)
+    return video.filter("format", "yuv420p")
 
 
-def _output_args(job: VideoJob, destination: Path) -> list[str]:
-    return ["-movflags", "+faststart", "-f", job.container, "-y", file_arg(destination)]
+def _file_options(job: VideoJob) -> dict[str, str | None]:
+    options: dict[str, str | None] = {"movflags": "+faststart", "f": job.container}
+    if not job.keep_metadata:
+        options.update({"map_metadata": "-1", "map_chapters": "-1"})
+    return options
 
 
 def build_transcode_args(source: Path, destination: Path, job: VideoJob, crf: int) -> list[str]:
     """ffmpeg arguments (after the program name) that transcode ``source`` as ``job`` says."""
-    arguments: list[str] = []
+    input_options: dict[str, str] = {}
     if job.loops:
-        arguments += ["-stream_loop", str(job.loops)]
+        input_options["stream_loop"] = str(job.loops)
     if job.start:
         # Input seeking decodes from the keyframe before and drops up to start: frame-accurate.
-        arguments += ["-ss", _seconds(job.start)]
-    arguments += ["-i", file_arg(source), "-filter_complex", video_graph(job), "-map", "[v]"]
+        input_options["ss"] = _seconds(job.start)
+    source_stream = _input(source, input_options)
+    streams = [_filtered_video(source_stream, job)]
+    options = _file_options(job)
     if job.audio == "none":
-        arguments += ["-an"]
+        options["an"] = None
     else:
-        arguments += ["-map", "0:a:0?"]
+        streams.append(source_stream["a:0?"])
         if job.freeze_seconds:
-            arguments += ["-af", "apad"]
-        arguments += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", AUDIO_SAMPLE_RATE]
-    arguments += [
-        "-c:v",
-        "libx264",
-        "-profile:v",
-        "high",
-        "-preset",
-        job.preset,
-        "-crf",
-        str(crf),
-    ]
+            # An output option, not a graph filter: a graph input cannot be optional ("?").
+            options["af"] = "apad"
+        options.update({"c:a": "aac", "b:a": AUDIO_BITRATE, "ar": AUDIO_SAMPLE_RATE})
+    options.update({"c:v": "libx264", "profile:v": "high", "preset": job.preset, "crf": str(crf)})
     if job.duration is not None:
-        arguments += ["-t", _seconds(job.duration)]
-    return arguments + _metadata_args(job) + _output_args(job, destination)
+        options["t"] = _seconds(job.duration)
+    return _compile(streams, destination, options)
+
+
+def video_graph(job: VideoJob) -> str:
+    """The ``-filter_complex`` graph :func:`build_transcode_args` passes for ``job``.
+
+    It reads ``[0:V:0]``; the file names play no part in it.
+    """
+    arguments = build_transcode_args(Path("in.mp4"), Path("out.mp4"), job, job.crf)
+    return arguments[arguments.index("-filter_complex") + 1]
 
 
 def build_remux_args(source: Path, destination: Path, job: VideoJob) -> list[str]:
     """ffmpeg arguments that copy the video stream into a new container (no re-encode)."""
-    arguments = ["-i", file_arg(source), "-map", "0:V:0", "-c:v", "copy"]
+    source_stream = _input(source, {})
+    streams = [source_stream["V:0"]]
+    options = _file_options(job)
+    options["c:v"] = "copy"
     if job.audio == "none":
-        arguments += ["-an"]
-    elif job.audio == "copy":
-        arguments += ["-map", "0:a:0?", "-c:a", "copy"]
+        options["an"] = None
     else:
-        arguments += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
-    return arguments + _metadata_args(job) + _output_args(job, destination)
+        streams.append(source_stream["a:0?"])
+        options["c:a"] = "copy" if job.audio == "copy" else "aac"
+        if job.audio == "aac":
+            options["b:a"] = AUDIO_BITRATE
+    return _compile(streams, destination, options)
 
 
 def next_crf(crf: int) -> int | None:
