@@ -58,7 +58,8 @@ class ToolNotFoundError(MediaprepError):
         super().__init__(
             f"{tool} was not found. Install ffmpeg (it includes ffprobe): "
             "'sudo apt-get install ffmpeg' on Debian/Ubuntu, 'brew install ffmpeg' on macOS, "
-            f"or https://ffmpeg.org/download.html; or set {env_var} to the {tool} binary."
+            "or https://ffmpeg.org/download.html; or point MEDIAPREP_FFMPEG and MEDIAPREP_FFPROBE "
+            f"at the binaries (here: {env_var} for {tool})."
         )
 
 

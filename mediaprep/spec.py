@@ -47,6 +47,14 @@ VIDEO_PORTRAIT: Final = (1080, 1920)
 VIDEO_SIZES: Final = (VIDEO_LANDSCAPE, VIDEO_PORTRAIT)
 VIDEO_COUNT: Final = 1
 
+
+def frame_text(size: tuple[int, int]) -> str:
+    """A frame size as messages write it: ``1920 × 1080``."""
+    return f"{size[0]} × {size[1]}"
+
+
+VIDEO_SIZES_TEXT: Final = " or ".join(frame_text(size) for size in VIDEO_SIZES)
+
 # --- The element ------------------------------------------------------------------------------
 NAME_MAX_CHARS: Final = 20
 DESCRIPTION_MAX_CHARS: Final = 100
@@ -155,7 +163,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "video resolution",
-        "1920 × 1080 or 1080 × 1920",
+        VIDEO_SIZES_TEXT,
         "1080P video with 16:9 or 9:16 aspect ratio",
         "The displayed frame, after rotation metadata and sample aspect ratio.",
     ),

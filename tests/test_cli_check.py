@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mediaprep.cli import main
+from mediaprep.cli import main, use_color
 
 
 def run(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
@@ -135,6 +136,7 @@ def test_ffprobe_missing_is_one_clear_message(media: Mapping[str, Path]) -> None
     )
     assert code == 1
     assert "MEDIAPREP_FFPROBE" in output
+    assert "MEDIAPREP_FFMPEG" in output
     assert "Traceback" not in output
 
 
@@ -169,3 +171,62 @@ def test_real_process_with_a_dash_name(media: Mapping[str, Path]) -> None:
     assert completed.returncode == 0, completed.stderr
     assert f"PASS  {dash.name}" in completed.stdout
     assert "写真" in completed.stdout
+
+
+def test_missing_element_media_is_a_usage_error(media: Mapping[str, Path]) -> None:
+    code, output = run(
+        "check",
+        "--element",
+        "--name",
+        "Hero",
+        "--description",
+        "A hero",
+        "--frontal",
+        str(media["img_300x300_png"]),
+        "--refer",
+        "/definitely/not/here.png",
+    )
+    assert code == 2
+    assert "/definitely/not/here.png: no such file" in output
+
+
+def test_fifos_and_dangling_links_in_a_folder_are_skipped(
+    tmp_path: Path, media: Mapping[str, Path]
+) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(media["img_300x300_png"].read_bytes())
+    os.mkfifo(folder / "pipe.png")
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    code, output = run("check", "--json", str(folder))
+    assert code == 0, output
+    files = {Path(f["path"]).name: f["skipped"] for f in json.loads(output)["files"]}
+    assert files == {"a.png": False, "gone.png": True, "pipe.png": True}
+
+
+@pytest.mark.parametrize(
+    ("isatty", "no_color", "expected"),
+    [(True, None, True), (True, "1", False), (False, None, False)],
+)
+def test_colours_only_on_a_terminal_without_no_color(
+    monkeypatch: pytest.MonkeyPatch, isatty: bool, no_color: str | None, expected: bool
+) -> None:
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return isatty
+
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    assert use_color(Stream()) is expected
+
+
+def test_failing_lines_are_coloured_on_a_terminal(
+    media: Mapping[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr("mediaprep.cli.check.use_color", lambda _stream: True)
+    code, output = run("check", str(media["img_299x300_png"]))
+    assert code == 1
+    assert "\x1b[31m" in output  # red FAIL and error

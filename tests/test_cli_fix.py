@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from mediaprep import inspect_file
 from mediaprep.cli import main
+from mediaprep.fixers.output import UMASK
 
 
 def digest(path: Path) -> str:
@@ -154,3 +156,19 @@ def test_bad_fix_options_are_usage_errors(tmp_path: Path, media: Mapping[str, Pa
         assert value in output
         assert "Traceback" not in output
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_get_ordinary_permissions(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_300x300_png", "img_200x100_png")
+    out = tmp_path / "out"
+    code, output = run("fix", str(folder), "--out-dir", str(out))
+    assert code == 0, output
+    for path in out.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~UMASK, path
+
+
+def test_unreadable_files_get_advice(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_empty_png", "img_random_bytes_jpg")
+    code, output = run("fix", str(folder), "--out-dir", str(tmp_path / "out"))
+    assert code == 1
+    assert output.count("export it again") == 2

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mediaprep import ImageInfo, VideoInfo, inspect_file
 from mediaprep.inspectors import inspect_image
@@ -93,7 +94,7 @@ def test_messages_state_the_value_and_the_rule(media: Mapping[str, Path]) -> Non
     assert small.message == "image is 299 × 300 px; each side must be at least 300 px"
     assert small.fixable
     wide = inspect_file(media["img_751x300_png"]).findings[0]
-    assert "751 × 300" in wide.message
+    assert "751 × 300 px, ratio 2.503:1" in wide.message
     assert "1:2.5" in wide.message
     assert "2.5:1" in wide.message
     big = inspect_file(media["img_png_10mib_plus1"]).findings[0]
@@ -189,3 +190,13 @@ def test_video_names_are_never_options(
         assert report.kind == "video", name
         assert report.ok, report.findings
         assert report.path == name
+
+
+def test_large_but_safe_image_is_not_a_bomb(tmp_path: Path) -> None:
+    # 9000 × 9000 = 81 Mpx, under Pillow's 89.5 Mpx limit: decoded and judged like any other.
+    path = tmp_path / "big.png"
+    Image.new("1", (9000, 9000)).save(path)
+    report = inspect_file(path)
+    assert report.codes() == []
+    assert isinstance(report.info, ImageInfo)
+    assert report.info.decoded

@@ -6,6 +6,7 @@ import functools
 import http.server
 import shutil
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 
 from mediaprep import inspect_file, spec
 from mediaprep.inspectors import download
+from mediaprep.inspectors import url as url_module
+from mediaprep.inspectors.url import public_address_finding
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -86,3 +89,57 @@ def test_download_stops_past_the_byte_limit(
     assert fetched.local_path is None
     assert [f.code for f in fetched.findings] == ["url_not_public", "file_too_large"]
     assert list(dest.iterdir()) == []  # the partial file is gone
+
+
+def test_malformed_url_is_a_finding() -> None:
+    report = inspect_file("http://[::1")
+    assert report.codes() == ["url_unreachable"]
+    assert "malformed" in report.findings[0].message
+
+
+def test_public_address_passes_the_public_check() -> None:
+    # An IP literal resolves without a network; a global address gets no warning.
+    assert public_address_finding("http://93.184.216.34/photo.jpg") is None
+    warning = public_address_finding("http://10.1.2.3/photo.jpg")
+    assert warning is not None
+    assert warning.code == "url_not_public"
+
+
+class DripHandler(http.server.BaseHTTPRequestHandler):
+    """Sends a response one byte at a time, slowly, for ever (until the client gives up)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+        try:
+            for _ in range(200):
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_slow_download_stops_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(url_module, "DOWNLOAD_DEADLINE_SECONDS", 0.5)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DripHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        fetched = download(f"http://127.0.0.1:{server.server_address[1]}/drip.png", tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert fetched.local_path is None
+    assert fetched.findings[-1].code == "url_unreachable"
+    assert "longer than 0.5 s" in fetched.findings[-1].message
+    received = int(fetched.findings[-1].message.split("(")[-1].split()[0])
+    assert 0 < received < 200  # it gave up long before the server's 200 bytes were sent
+    assert list(tmp_path.iterdir()) == []

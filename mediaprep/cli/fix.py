@@ -156,8 +156,8 @@ def fix(
         if not quiet:
             fixed = sum(1 for result in results if result.ok)
             click.echo(
-                f"{len(results)} files: {fixed} written to {out_dir}, "
-                f"{len(results) - fixed} failed."
+                f"{len(results)} file{'' if len(results) == 1 else 's'}: {fixed} written to "
+                f"{out_dir}, {len(results) - fixed} failed."
             )
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from .. import spec
 from ..errors import UsageError
 from ..fixers.plan import DEFAULT_PRESET, FixOptions
-from ..inspectors import Element
+from ..inspectors import Element, is_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +60,9 @@ class ElementArgs:
         """
         if not self.media:
             raise click.UsageError("give the element's media: --frontal and --refer, or --video")
+        for media in self.media:
+            if not is_url(media) and not Path(media).exists():
+                raise click.UsageError(f"{media}: no such file or directory")
         try:
             return Element(
                 name=self.name or "",
@@ -85,15 +90,19 @@ def element_options(command: F) -> F:
         return command(*args, element_args=ElementArgs(**values), **kwargs)
 
     options = [
-        click.option("--name", help="Element name (1-20 characters)."),
-        click.option("--description", help="Element description (1-100 characters)."),
+        click.option("--name", help=f"Element name (1-{spec.NAME_MAX_CHARS} characters)."),
+        click.option(
+            "--description",
+            help=f"Element description (1-{spec.DESCRIPTION_MAX_CHARS} characters).",
+        ),
         click.option("--frontal", metavar="PATH|URL", help="Frontal reference image."),
         click.option(
             "--refer",
             "refers",
             multiple=True,
             metavar="PATH|URL",
-            help="Another reference image (1-3 of them); repeat the option.",
+            help=f"Another reference image ({spec.REFER_IMAGES_MIN}-{spec.REFER_IMAGES_MAX} of "
+            "them); repeat the option.",
         ),
         click.option(
             "--video", "videos", multiple=True, metavar="PATH|URL", help="Reference video."
@@ -157,8 +166,8 @@ def fix_options(command: F) -> F:
         click.option("--flatten", metavar="COLOR", help="Put transparency on COLOR; write JPEG."),
         click.option(
             "--min-side",
-            type=click.IntRange(min=300),
-            default=300,
+            type=click.IntRange(min=spec.IMAGE_MIN_SIDE),
+            default=spec.IMAGE_MIN_SIDE,
             show_default=True,
             help="Upscale small images so the short side is this many pixels.",
         ),
@@ -168,7 +177,8 @@ def fix_options(command: F) -> F:
             type=click.Choice(["auto", "landscape", "portrait"]),
             default="auto",
             show_default=True,
-            help="Video output: 1920 × 1080 (landscape) or 1080 × 1920 (portrait).",
+            help=f"Video output: {spec.frame_text(spec.VIDEO_LANDSCAPE)} (landscape) or "
+            f"{spec.frame_text(spec.VIDEO_PORTRAIT)} (portrait).",
         ),
         click.option("--preset", default=None, help="x264 preset for video transcodes."),
         click.option(

@@ -40,12 +40,26 @@ def atomic_output(final: Path) -> Iterator[Path]:
         raise
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once, at import, while nothing else runs: os.umask can only be read by setting it.
+UMASK = _read_umask()
+
+
 def commit(temp: Path, final: Path) -> None:
     """Move a finished temporary file to its final name, refusing to overwrite anything.
+
+    The temporary file was created private (0600); the output gets the permissions any new file
+    gets here (0666 less the umask).
 
     Raises:
         FileExistsError: ``final`` appeared meanwhile (the temp file is left for the caller).
     """
+    os.chmod(temp, 0o666 & ~UMASK)
     try:
         os.link(temp, final)
     except OSError as exc:

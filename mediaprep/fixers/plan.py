@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 
 from PIL import ImageColor
 
+from .. import spec
 from ..errors import MediaprepError
 from ..ffmpeg import Progress
 from ..findings import FileReport, Finding, has_errors
@@ -32,6 +33,14 @@ X264_PRESETS = (
     "veryslow",
     "placebo",
 )
+#: What the user can do about a file that is neither a readable image nor a readable video.
+UNKNOWN_FILE_ADVICE = {
+    "unreadable": "check that it opens in a viewer or player and export it again as JPEG, PNG "
+    "or MP4; an empty or damaged file needs another copy",
+    "url_unreachable": "check that the URL opens in a browser without logging in, or download "
+    "the file and give its path",
+    "file_too_large": "download it and run mediaprep fix on the file",
+}
 DEFAULT_CRF = 18
 #: x264 preset used when none is given; chosen by measurement (see README, "fix decisions"):
 #: ``python -m benchmarks.presets`` shows the best SSIM per CPU second of the presets that keep
@@ -44,8 +53,8 @@ class FixOptions:
     """How ``fix`` repairs files. Every field has the default the CLI shows.
 
     Raises:
-        ValueError: a value is out of range (``min_side`` below 300, ``crf`` outside 0-51,
-            a negative ``start``), or not a known choice, x264 preset or colour.
+        ValueError: a value is out of range (``min_side`` below the minimum side, ``crf``
+            outside 0-51, a negative ``start``), or not a known choice, x264 preset or colour.
     """
 
     fit: Fit = "pad"
@@ -56,7 +65,7 @@ class FixOptions:
     video_pad_color: str = "black"
     #: Put transparency on this colour and write JPEG; None keeps transparency (PNG).
     flatten: str | None = None
-    min_side: int = 300
+    min_side: int = spec.IMAGE_MIN_SIDE
     keep_metadata: bool = False
     orientation: Orientation = "auto"
     preset: str = DEFAULT_PRESET
@@ -66,8 +75,10 @@ class FixOptions:
     mute: bool = False
 
     def __post_init__(self) -> None:
-        if self.min_side < 300:
-            raise ValueError(f"min_side must be at least 300, not {self.min_side}")
+        if self.min_side < spec.IMAGE_MIN_SIDE:
+            raise ValueError(
+                f"min_side must be at least {spec.IMAGE_MIN_SIDE}, not {self.min_side}"
+            )
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be between 0 and 51, not {self.crf}")
         if self.start < 0:
@@ -188,8 +199,14 @@ def plan_fix(report: FileReport, options: FixOptions | None = None) -> FixPlan:
         return plan_image(report, options)
     if report.kind == "video" and report.info is not None:
         return plan_video(report, options)
-    unfixable = tuple(f for f in report.findings if f.is_error) or (
-        Finding("unreadable", "error", "not an image or video mediaprep can read"),
+    errors = [f for f in report.findings if f.is_error] or [
+        Finding("unreadable", "error", "not an image or video mediaprep can read")
+    ]
+    unfixable = tuple(
+        Finding(f.code, "error", f"{f.message}; {UNKNOWN_FILE_ADVICE[f.code]}")
+        if f.code in UNKNOWN_FILE_ADVICE
+        else f
+        for f in errors
     )
     return FixPlan(report, unfixable=unfixable, suffix=Path(report.path).suffix)
 

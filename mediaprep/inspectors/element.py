@@ -165,8 +165,12 @@ def _text_findings(element: Element) -> list[Finding]:
 
 
 def _callback_finding(url: str) -> Finding | None:
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() in spec.CALLBACK_URL_SCHEMES and parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if host and parts.scheme.lower() in spec.CALLBACK_URL_SCHEMES:
         return None
     return Finding(
         "callback_url_invalid",

@@ -137,8 +137,11 @@ def collect_paths(inputs: Iterable[str]) -> Iterator[tuple[str, bool]]:
         target = Path(item)
         if target.is_dir():
             for child in sorted(target.rglob("*")):
-                if child.is_file():
-                    yield str(child), child.suffix.lower() not in MEDIA_SUFFIXES
+                if child.is_dir():
+                    continue
+                # FIFOs, sockets and dangling links are listed as skipped, never opened.
+                media = child.is_file() and child.suffix.lower() in MEDIA_SUFFIXES
+                yield str(child), not media
         elif target.exists() or target.is_symlink():
             yield item, False
         else:

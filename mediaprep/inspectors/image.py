@@ -211,7 +211,7 @@ def image_findings(info: ImageInfo, path: str | os.PathLike[str]) -> list[Findin
             Finding(
                 "aspect_ratio_out_of_range",
                 "error",
-                f"image is {width} × {height} px, ratio {width / height:.3g}:1; the ratio must be "
+                f"image is {width} × {height} px, ratio {width / height:.4g}:1; the ratio must be "
                 f"between {spec.ratio_text(spec.IMAGE_RATIO_MIN)} and "
                 f"{spec.ratio_text(spec.IMAGE_RATIO_MAX)}",
                 fixable=True,

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -16,13 +17,20 @@ from .. import spec
 from ..findings import Finding
 
 DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: The most a whole download may take, however steadily a slow server keeps sending.
+DOWNLOAD_DEADLINE_SECONDS = 300.0
 USER_AGENT = "mediaprep (+https://pypi.org/project/mediaprep/)"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 def is_url(text: str) -> bool:
-    """Whether ``text`` is an http(s) URL rather than a local path."""
-    return urlsplit(text).scheme.lower() in ("http", "https")
+    """Whether ``text`` is meant as an http(s) URL rather than a local path.
+
+    Only the scheme is looked at: a malformed URL (``http://[::1``) is still a URL, and its fetch
+    reports what is wrong with it.
+    """
+    scheme, separator, _rest = text.partition("://")
+    return bool(separator) and scheme.lower() in ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,12 @@ def download(
     the limit a ``file_too_large`` finding (the partial file is removed).
     """
     findings: list[Finding] = []
+    try:
+        httpx.URL(url)
+        _ = urlsplit(url).hostname  # raises ValueError on a malformed authority
+    except (httpx.InvalidURL, ValueError) as exc:
+        finding = Finding("url_unreachable", "error", f"URL is malformed: {exc}")
+        return Download(url, None, (finding,))
     warning = public_address_finding(url)
     if warning is not None:
         findings.append(warning)
@@ -94,7 +108,13 @@ def download(
             if declared.isdigit() and int(declared) > limit:
                 raise _TooLarge(int(declared), limit)
             received = 0
+            deadline = time.monotonic() + DOWNLOAD_DEADLINE_SECONDS
             for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise _Unreachable(
+                        f"the download took longer than {DOWNLOAD_DEADLINE_SECONDS:g} s "
+                        f"({received} bytes received)"
+                    )
                 received += len(chunk)
                 if received > limit:
                     raise _TooLarge(received, limit)

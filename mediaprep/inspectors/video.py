@@ -207,7 +207,7 @@ def video_findings(info: VideoInfo, path: str | os.PathLike[str]) -> list[Findin
             Finding(
                 "resolution_not_1080p",
                 "error",
-                f"video is {shown[0]} × {shown[1]}{turned}; it must be 1920 × 1080 or 1080 × 1920",
+                f"video is {spec.frame_text(shown)}{turned}; it must be {spec.VIDEO_SIZES_TEXT}",
                 fixable=True,
             )
         )
