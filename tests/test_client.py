@@ -9,8 +9,10 @@ import json
 import logging
 import stat
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -37,7 +39,10 @@ from mediaprep.errors import (
     WaitTimeoutError,
 )
 
-KEY = "sk-unit-test-KEY-7f3a9c2e51"
+if TYPE_CHECKING:
+    from conftest import KeyGuard
+
+KEY = "sk-test-unit-7f3a9c2e51"
 BASE = "https://api.test"
 EXT = "ext-123"
 
@@ -97,14 +102,6 @@ def error(status: int, message: str = "went wrong", **headers: str) -> httpx.Res
         json={"error": {"code": code, "message": message}},
         headers={"X-Request-Id": f"r-{status}", **headers},
     )
-
-
-@pytest.fixture(autouse=True)
-def key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """After every test: no log record holds the key."""
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert not [r for r in caplog.records if KEY in r.getMessage()]
 
 
 @pytest.fixture
@@ -200,6 +197,26 @@ def test_rate_limit_is_retried_directly_after_retry_after(
     make_client(script).create(body())
     assert script.calls == ["POST /v1/videos/generations"] * 2
     assert fake_time.sleeps == [3.0]
+
+
+@pytest.mark.parametrize(("header", "slept"), [("61", 60.0), ("86400", 60.0), ("59", 59.0)])
+def test_retry_after_is_honoured_up_to_the_cap(
+    make_client: Callable[..., Client], fake_time: FakeTime, header: str, slept: float
+) -> None:
+    script = Script(error(429, "slow down", **{"Retry-After": header}), ok())
+    make_client(script).create(body())
+    assert fake_time.sleeps == [slept]
+
+
+@pytest.mark.parametrize(("ahead", "slept"), [(42.0, 42.0), (3600.0, 60.0), (-30.0, 0.0)])
+def test_retry_after_http_date_is_read_on_the_injected_wall_clock(
+    make_client: Callable[..., Client], fake_time: FakeTime, ahead: float, slept: float
+) -> None:
+    now = 1_700_000_000.0
+    when = format_datetime(datetime.fromtimestamp(now + ahead, timezone.utc), usegmt=True)
+    script = Script(error(429, "slow down", **{"Retry-After": when}), ok())
+    make_client(script, wall_clock=lambda: now).get("tsk_1")
+    assert fake_time.sleeps == [pytest.approx(slept)]
 
 
 def test_connection_refused_is_retried_directly(make_client: Callable[[Script], Client]) -> None:
@@ -302,6 +319,35 @@ def test_poll_interval_is_capped_at_ten_seconds(
     assert fake_time.sleeps[:4] == [1.0, 1.5, 2.25, 3.375]
 
 
+def test_retries_while_waiting_never_sleep_past_the_deadline(
+    make_client: Callable[..., Client], fake_time: FakeTime
+) -> None:
+    script = Script(ok("pending"), error(503), error(503), error(503))
+    with pytest.raises(InternalServerError):
+        make_client(script).wait("tsk_1", timeout=1.2)
+    # 1 s poll, then a 0.5 s backoff cut to the 0.2 s left; then no time for another retry.
+    assert fake_time.sleeps == [1.0, pytest.approx(0.2)]
+    assert len(script.requests) == 3
+
+
+def test_a_long_retry_after_while_waiting_is_cut_to_the_time_left(
+    make_client: Callable[..., Client], fake_time: FakeTime
+) -> None:
+    script = Script(
+        ok("pending"), error(429, "slow down", **{"Retry-After": "30"}), ok("completed")
+    )
+    assert make_client(script).wait("tsk_1", timeout=5).status == "completed"
+    assert fake_time.sleeps == [1.0, 4.0]
+
+
+def test_get_outside_a_wait_still_honours_retry_after(
+    make_client: Callable[..., Client], fake_time: FakeTime
+) -> None:
+    script = Script(error(503, **{"Retry-After": "30"}), ok())
+    make_client(script).get("tsk_1")
+    assert fake_time.sleeps == [30.0]
+
+
 @pytest.mark.parametrize(("word", "status"), [("failed", "failed"), ("canceled", "cancelled")])
 def test_wait_raises_task_failed_with_the_reason(
     make_client: Callable[[Script], Client], word: str, status: str
@@ -387,12 +433,34 @@ def test_the_key_never_appears_in_errors_or_logs(
         assert KEY not in text
 
 
+@pytest.mark.parametrize(
+    ("base_url", "why"),
+    [
+        ("http://[::1", "not a valid URL"),
+        ("api.test", "must start with http:// or https://"),
+        ("ftp://api.test", "must start with http:// or https://"),
+        ("http://", "names no host"),
+        ("https://:8765", "names no host"),
+    ],
+)
+def test_client_refuses_a_malformed_base_url(base_url: str, why: str) -> None:
+    with pytest.raises(UsageError, match=why) as caught:
+        Client(base_url, KEY)
+    assert repr(base_url) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://127.0.0.1:8765", "HTTPS://api.test/v2/", "http://[::1]:80"]
+)
+def test_client_accepts_a_good_base_url(base_url: str) -> None:
+    with Client(base_url, KEY) as client:
+        assert client.base_url == base_url.rstrip("/")
+
+
 def test_client_refuses_bad_settings() -> None:
-    with pytest.raises(UsageError, match="http"):
-        Client("api.test", KEY)
     with pytest.raises(UsageError, match="API key") as caught:
-        Client(BASE, "sk-abc\r\nX-Evil: 1")
-    assert "sk-abc" not in str(caught.value)
+        Client(BASE, "sk-test-abc\r\nX-Evil: 1")
+    assert "sk-test-abc" not in str(caught.value)
 
 
 def test_timeout_setting_sets_the_read_timeout() -> None:
@@ -408,13 +476,14 @@ def test_timeout_setting_sets_the_read_timeout() -> None:
 @pytest.mark.parametrize(
     ("value", "masked"),
     [
-        ("sk-abcdefghijklmnop1234", "sk-...1234"),
+        ("sk-test-abcdefghijklmnop1234", "sk-...1234"),
         ("abcdefghijklmnop5678", "...5678"),
         ("short", "***"),
-        ("sk-12345678", "***"),
+        ("sk-test-123", "***"),
     ],
 )
-def test_secret_is_masked(value: str, masked: str) -> None:
+def test_secret_is_masked(value: str, masked: str, key_guard: KeyGuard) -> None:
+    key_guard.declare(value)
     secret = Secret(value)
     assert str(secret) == masked
     assert repr(secret) == f"Secret('{masked}')"
@@ -428,19 +497,21 @@ def write_config(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-def test_settings_precedence(tmp_path: Path) -> None:
+def test_settings_precedence(tmp_path: Path, key_guard: KeyGuard) -> None:
     config = write_config(
-        tmp_path / "c.toml", 'api_key = "from-file-0123456789"\ntimeout = 2.5\nprovider = "kirin"\n'
+        tmp_path / "c.toml",
+        'api_key = "sk-test-file-0123456789"\ntimeout = 2.5\nprovider = "kirin"\n',
     )
-    env = {"MEDIAPREP_API_KEY": "from-env-0123456789", "MEDIAPREP_BASE_URL": "http://env/"}
+    key_guard.holds_key(config)
+    env = {"MEDIAPREP_API_KEY": "sk-test-env-0123456789", "MEDIAPREP_BASE_URL": "http://env/"}
     settings = load_settings(config_path=config, env=env)
-    assert settings.api_key == Secret("from-file-0123456789")
+    assert settings.api_key == Secret("sk-test-file-0123456789")
     assert settings.base_url == "http://env"
     assert settings.timeout == 2.5
     assert settings.warnings == ()
-    settings = load_settings(api_key="from-arg-0123456789", config_path=config, env=env)
-    assert settings.api_key == Secret("from-arg-0123456789")
-    assert "from-arg" not in repr(settings)
+    settings = load_settings(api_key="sk-test-arg-0123456789", config_path=config, env=env)
+    assert settings.api_key == Secret("sk-test-arg-0123456789")
+    assert "sk-test-arg" not in repr(settings)
     default = load_settings(env={"XDG_CONFIG_HOME": str(tmp_path / "none")})
     assert (default.api_key, default.base_url, default.provider) == (None, None, "kirin")
 
@@ -454,11 +525,12 @@ def test_default_config_file_is_read_from_xdg(tmp_path: Path) -> None:
     assert settings.config_path == folder / "config.toml"
 
 
-def test_readable_config_gives_a_warning(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", 'api_key = "k-0123456789abc"\n', mode=0o644)
+def test_readable_config_gives_a_warning(tmp_path: Path, key_guard: KeyGuard) -> None:
+    config = write_config(tmp_path / "c.toml", 'api_key = "sk-test-0123456789abc"\n', mode=0o644)
+    key_guard.holds_key(config)
     (warning,) = load_settings(config_path=config, env={}).warnings
     assert "chmod 600" in warning
-    assert "k-0123456789abc" not in warning
+    assert "sk-test-" not in warning
     assert stat.S_IMODE(config.stat().st_mode) == 0o644
 
 
@@ -485,9 +557,9 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
 
 def test_client_from_settings_needs_url_and_key(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no base URL"):
-        Client.from_settings(load_settings(api_key="k" * 20, env={}))
+        Client.from_settings(load_settings(api_key=KEY, env={}))
     with pytest.raises(UsageError, match="no API key"):
         Client.from_settings(load_settings(base_url=BASE, env={}))
-    with Client.from_settings(load_settings(api_key="k" * 20, base_url=BASE, env={})) as client:
+    with Client.from_settings(load_settings(api_key=KEY, base_url=BASE, env={})) as client:
         assert KEY not in repr(client)
         assert client.base_url == BASE

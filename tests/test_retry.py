@@ -7,7 +7,12 @@ from email.utils import format_datetime
 
 import pytest
 
-from mediaprep.api.retry import parse_retry_after, retry_delay, should_retry
+from mediaprep.api.retry import (
+    MAX_RETRY_AFTER_SECONDS,
+    parse_retry_after,
+    retry_delay,
+    should_retry,
+)
 from mediaprep.errors import (
     APIConnectionError,
     APIResponseError,
@@ -78,9 +83,27 @@ def test_retry_after_within_the_cap_is_honoured_exactly() -> None:
     assert retry_delay(1, 0.0, rng=lambda: 0.5) == 0.0
 
 
-def test_retry_after_beyond_the_cap_falls_back_to_backoff() -> None:
-    assert retry_delay(2, 61.0, rng=lambda: 1.0) == 1.0
-    assert retry_delay(2, 3600.0, max_retry_after=10.0, rng=lambda: 0.5) == 0.5
+@pytest.mark.parametrize(
+    ("retry_after", "cap", "expected"),
+    [
+        (59.5, 60.0, 59.5),
+        (60.0, 60.0, 60.0),
+        (60.5, 60.0, 60.0),
+        (3600.0, 60.0, 60.0),
+        (3600.0, 10.0, 10.0),
+        (-5.0, 60.0, 0.0),
+    ],
+)
+def test_retry_after_is_honoured_up_to_the_cap(
+    retry_after: float, cap: float, expected: float
+) -> None:
+    # Never the short jittered backoff instead: the service asked for at least this long.
+    assert retry_delay(2, retry_after, max_retry_after=cap, rng=lambda: 1.0) == expected
+
+
+def test_default_retry_after_cap_is_a_minute() -> None:
+    assert MAX_RETRY_AFTER_SECONDS == 60.0
+    assert retry_delay(1, 10_000.0, rng=lambda: 0.0) == MAX_RETRY_AFTER_SECONDS
 
 
 def test_attempt_counts_from_one() -> None:

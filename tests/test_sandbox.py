@@ -33,8 +33,8 @@ from mediaprep.api.sandbox import (
     serve,
 )
 
-KEY = "sk-sandbox-7f3a9c0e51d2b8"
-OTHER_KEY = "sk-other-user-44d1e0"
+KEY = "sk-test-sandbox-7f3a9c0e51d2b8"
+OTHER_KEY = "sk-test-other-user-44d1e0"
 CREATE = "/v1/videos/generations"
 FRONT_URL = "https://media.example.com/front.jpg"
 SIDE_URL = "https://media.example.com/side.jpg"
@@ -336,7 +336,7 @@ def test_a_task_of_another_key_is_not_found(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Token abc", f"Basic {KEY}", KEY, "bad-key-123", "Bearer bad-key-123"],
+    [None, "", "Bearer", "Token abc", f"Basic {KEY}", KEY, "bad-sk-test-1", "Bearer bad-sk-test-1"],
 )
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_missing_malformed_or_refused_keys_are_unauthorized(

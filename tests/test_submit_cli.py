@@ -1,16 +1,17 @@
 """submit, status and sandbox end to end: real HTTP over loopback against the sandbox.
 
-Every test that uses a key checks that the key appears in no output, no file under tmp_path and
-no log record. Fault tests drive :func:`mediaprep.submit.submit` with an injected ``sleep`` (real
-HTTP, no mocking) and check the invariant: exactly one element exists in the sandbox and its id
-is reported, or can be resumed from the receipt.
+The ``key_guard`` fixture (tests/conftest.py) checks after every test that the key is in no
+output, no file under tmp_path, no log record and no caught error. Fault tests drive
+:func:`mediaprep.submit.submit` with an injected ``sleep`` (real HTTP, no mocking) and check the
+invariant: exactly one element exists in the sandbox and its id is reported, or can be resumed
+from the receipt.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
-import logging
 import os
 import random
 import re
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -31,9 +32,11 @@ from PIL import Image, ImageDraw
 from mediaprep.api import client as client_module
 from mediaprep.api.client import Client
 from mediaprep.api.config import load_settings
+from mediaprep.api.provider import ElementInfo, Tag
 from mediaprep.api.receipt import read_receipt
 from mediaprep.api.sandbox import Fault, SandboxServer
 from mediaprep.cli import main
+from mediaprep.cli.submit import _summary_lines
 from mediaprep.errors import (
     APIError,
     CheckFailedError,
@@ -43,7 +46,10 @@ from mediaprep.errors import (
 from mediaprep.inspectors import Element
 from mediaprep.submit import Completed, Created, Sending, SubmitEvent, follow, submit
 
-KEY = "sk-e2e-SECRET-5b1f0c9d77e4"
+if TYPE_CHECKING:
+    from conftest import KeyGuard
+
+KEY = "sk-test-e2e-5b1f0c9d77e4"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -60,24 +66,10 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(client_module, "POLL_MAX_SECONDS", 0.02)
 
 
-@pytest.fixture(autouse=True)
-def key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """After every test, whatever it checked itself: no file, no log record holds the key."""
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert_no_key(tmp_path, caplog)
-
-
 @pytest.fixture
 def server(sandbox: SandboxServer) -> SandboxServer:
     """The shared ``sandbox`` fixture (a started server on a free loopback port)."""
     return sandbox
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG)
-    return caplog
 
 
 def picture(path: Path, seed: int, size: tuple[int, int] = (640, 480)) -> str:
@@ -102,17 +94,6 @@ def images(tmp_path: Path) -> list[str]:
         picture(folder / "side.jpg", 2),
         picture(folder / "back.png", 3),
     ]
-
-
-def assert_no_key(tmp_path: Path, logs: pytest.LogCaptureFixture, *outputs: str) -> None:
-    """The key is in no output, no file under tmp_path, no log record."""
-    for text in outputs:
-        assert KEY not in text
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert KEY.encode() not in path.read_bytes(), path
-    for record in logs.records:
-        assert KEY not in record.getMessage()
 
 
 def invoke(*args: str, env: Mapping[str, str] | None = None) -> Result:
@@ -150,9 +131,7 @@ def stored_ids(server: SandboxServer) -> list[str]:
 # --- happy paths -------------------------------------------------------------------------------
 
 
-def test_image_element_end_to_end(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
-) -> None:
+def test_image_element_end_to_end(server: SandboxServer, images: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = invoke(*image_args(images, server.url, out))
     assert result.exit_code == 0, result.output
@@ -171,14 +150,44 @@ def test_image_element_end_to_end(
     assert all(len(entry["sha256"]) == 64 for entry in receipt["files"])
     assert receipt["request"]["element_image_list"]["frontal_image"]["base64_length"] > 0
     assert server.sandbox.elements()[0]["element"]["tag_list"][0]["id"] == "o_102"
-    assert_no_key(tmp_path, logs, result.output)
+    owner = server.sandbox.elements()[0]["element"]["owned_by"]
+    summary = result.output.split(f"element id: {element_id}\n", 1)[1].splitlines()
+    assert summary == [
+        "  name:       Bob",
+        "  type:       image_refer",
+        "  tags:       o_102 (Character)",
+        f"  owned by:   {owner}",
+        "  units used: 1",
+        f"  receipt:    {receipt_file}",
+    ]
+
+
+def test_summary_names_every_fact_and_leaves_out_empty_ones() -> None:
+    full = ElementInfo(
+        "860000000000000001",
+        name="Ann",
+        reference_type="video_refer",
+        voice_id="voice_1",
+        tags=(Tag("o_101", "Person"), Tag("o_999")),
+        owned_by="user_1",
+        final_unit_deduction=0,
+    )
+    assert _summary_lines(full, Path("out/r.json")) == [
+        "  name:       Ann",
+        "  type:       video_refer",
+        "  tags:       o_101 (Person), o_999",
+        "  voice id:   voice_1",
+        "  owned by:   user_1",
+        "  units used: 0",
+        f"  receipt:    {Path('out/r.json')}",
+    ]
+    assert _summary_lines(ElementInfo("1", name="Bob"), None) == ["  name:       Bob"]
 
 
 def test_video_element_end_to_end_json(
     server: SandboxServer,
     media_path: Callable[[str], Path],
     tmp_path: Path,
-    logs: pytest.LogCaptureFixture,
 ) -> None:
     video = str(media_path("vid_1080x1920_5s_mp4"))
     out = tmp_path / "out"
@@ -205,11 +214,10 @@ def test_video_element_end_to_end_json(
     assert document["element"]["reference_type"] == "video_refer"
     assert document["element"]["voice_id"] == "voice_1"
     assert document["task_id"] == read_receipt(document["receipt"])["task_id"]
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_submit_as_a_real_subprocess(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path, key_guard: KeyGuard
 ) -> None:
     out = tmp_path / "out"
     args = image_args(images, server.url, out)
@@ -233,7 +241,7 @@ def test_submit_as_a_real_subprocess(
     document = json.loads(done.stdout)
     assert [document["element_id"]] == stored_ids(server)
     assert "Traceback" not in done.stderr
-    assert_no_key(tmp_path, logs, done.stdout, done.stderr)
+    key_guard.check("the subprocess's output", done.stdout, done.stderr)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -264,7 +272,6 @@ def test_url_media_are_checked_and_sent_as_urls(
     images: list[str],
     file_server: str,
     tmp_path: Path,
-    logs: pytest.LogCaptureFixture,
 ) -> None:
     picture(tmp_path / "www" / "online.png", 9)
     url = f"{file_server}/online.png"
@@ -275,7 +282,6 @@ def test_url_media_are_checked_and_sent_as_urls(
     (stored,) = server.sandbox.elements()
     assert stored["element"]["element_image_list"]["frontal_image"] == url
     assert f"check   {url}: ok" in result.output
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_unreachable_url_stops_before_sending(
@@ -283,7 +289,6 @@ def test_unreachable_url_stops_before_sending(
     images: list[str],
     file_server: str,
     tmp_path: Path,
-    logs: pytest.LogCaptureFixture,
 ) -> None:
     args = image_args(images, server.url, tmp_path / "out")
     args[args.index(images[0])] = f"{file_server}/missing.png"
@@ -291,11 +296,10 @@ def test_unreachable_url_stops_before_sending(
     assert result.exit_code == 1
     assert "download the file" in result.output
     assert server.sandbox.request_log == []
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_dry_run_sends_nothing_and_masks_the_key(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     result = invoke(*image_args(images, server.url, out), "--dry-run")
@@ -309,12 +313,9 @@ def test_dry_run_sends_nothing_and_masks_the_key(
     assert body["element_image_list"]["frontal_image"]["base64_length"] > 0
     assert body["element_name"] == "Bob"
     assert not list(out.glob("mediaprep-receipt-*"))
-    assert_no_key(tmp_path, logs, result.output)
 
 
-def test_no_wait_then_status_wait(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
-) -> None:
+def test_no_wait_then_status_wait(server: SandboxServer, images: list[str], tmp_path: Path) -> None:
     env = {"MEDIAPREP_API_KEY": KEY, "MEDIAPREP_BASE_URL": server.url}
     args = image_args(images, server.url, tmp_path / "out")[
         :-6
@@ -335,11 +336,10 @@ def test_no_wait_then_status_wait(
     )
     assert json.loads(by_external.output)["status"] == "completed"
     assert len(stored_ids(server)) == 1
-    assert_no_key(tmp_path, logs, created.output, shown.output, waited.output, by_external.output)
 
 
 def test_status_receipt_resumes_and_updates_it(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     created = invoke(*image_args(images, server.url, out), "--no-wait")
@@ -356,14 +356,13 @@ def test_status_receipt_resumes_and_updates_it(
     receipt = read_receipt(receipt_file)
     assert receipt["status"] == "completed"
     assert receipt["element_id"] == element_id
-    assert_no_key(tmp_path, logs, created.output, resumed.output)
 
 
 # --- failures ----------------------------------------------------------------------------------
 
 
 def test_reused_external_task_id_keeps_the_first_receipt(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     args = [*image_args(images, server.url, tmp_path / "out"), "--external-task-id", "mine-1"]
     first = invoke(*args)
@@ -380,19 +379,19 @@ def test_reused_external_task_id_keeps_the_first_receipt(
     assert elsewhere.exit_code == 1
     assert "mediaprep status --external-task-id mine-1" in elsewhere.output
     assert stored_ids(server) == [element_id]
-    assert_no_key(tmp_path, logs, first.output, again.output, elsewhere.output)
 
 
 def test_bad_key_exits_1_saying_authentication(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
-    bad = "bad-key-0123456789abcdef"
+    bad = "bad-sk-test-0123456789abcdef"
     args = image_args(images, server.url, tmp_path / "out")
     args[args.index(KEY)] = bad
     result = invoke(*args)
     assert result.exit_code == 1
     assert "authentication" in result.output.lower()
     assert "Traceback" not in result.output
+    assert "mediaprep status" not in result.output  # refused: there is nothing to look up
     assert bad not in result.output
     assert server.sandbox.elements() == []
     (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
@@ -403,7 +402,7 @@ def test_bad_key_exits_1_saying_authentication(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--video", "x.mp4"], "images or by a video"),
+        (["--video", "{frontal}"], "images or by a video"),
         (["--api-key", ""], "no API key"),
     ],
 )
@@ -414,10 +413,27 @@ def test_usage_errors_exit_2(
     if extra[0] == "--api-key":
         args[args.index(KEY)] = ""
     else:
-        args += extra
+        args += [item.format(frontal=images[0]) for item in extra]
     result = invoke(*args)
     assert result.exit_code == 2
     assert message in result.output
+    assert server.sandbox.request_log == []
+
+
+@pytest.mark.parametrize("base_url", ["http://[::1", "localhost:8765", "https://:8765"])
+def test_a_malformed_base_url_is_a_usage_error(
+    server: SandboxServer, images: list[str], tmp_path: Path, base_url: str
+) -> None:
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(server.url)] = base_url
+    for result in (
+        invoke(*args),
+        invoke("status", "tsk_1", "--base-url", base_url, "--api-key", KEY),
+    ):
+        assert result.exit_code == 2, result.output
+        assert f"base URL {base_url!r}" in result.output
+        assert "internal error" not in result.output
+    assert not (tmp_path / "out").exists()
     assert server.sandbox.request_log == []
 
 
@@ -429,7 +445,7 @@ def test_missing_base_url_exits_2(images: list[str], tmp_path: Path) -> None:
 
 
 def test_no_fix_refuses_failing_media_before_sending(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     small = picture(tmp_path / "in" / "small.png", 7, size=(200, 200))
     args = image_args(images, server.url, tmp_path / "out")
@@ -439,11 +455,10 @@ def test_no_fix_refuses_failing_media_before_sending(
     assert "dimension" in result.output or "300" in result.output
     assert "--no-fix" in result.output
     assert server.sandbox.request_log == []
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_failing_image_is_fixed_then_sent(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     small = picture(tmp_path / "in" / "small.png", 7, size=(200, 200))
     args = image_args(images, server.url, tmp_path / "out")
@@ -457,11 +472,91 @@ def test_failing_image_is_fixed_then_sent(
     assert first["sent"] != small
     assert Path(first["sent"]).parent == tmp_path / "out"
     assert len(stored_ids(server)) == 1
-    assert_no_key(tmp_path, logs, result.output)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without sleeping between them (the CLI's client sleeps for real)."""
+    monkeypatch.setattr(client_module, "retry_delay", lambda *args, **kwargs: 0.0)
+
+
+@pytest.mark.parametrize(
+    "spec", ["get:1+:status=500", "get:1+:status=503", "get:1+:drop", "get:1+:malformed_json"]
+)
+def test_a_failure_while_waiting_says_how_to_resume(
+    server: SandboxServer, images: list[str], tmp_path: Path, no_backoff: None, spec: str
+) -> None:
+    server.sandbox.add_faults([Fault.parse(spec)])
+    result = invoke(*image_args(images, server.url, tmp_path / "out"))
+    assert result.exit_code == 1
+    (stored,) = server.sandbox.elements()
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    message = result.output[result.output.index("Error: ") :]
+    assert f"resume with: mediaprep status {stored['task_id']} --wait" in message
+    assert f"receipt: {receipt_file}" in message
+    server.sandbox.clear_faults()
+    resumed = invoke("status", stored["task_id"], "--wait", "--base-url", server.url,
+                     "--api-key", KEY)  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert f"element id: {stored_ids(server)[0]}" in resumed.output
+
+
+@pytest.mark.parametrize("spec", ["create:1+:status=503", "create:1+:drop"])
+def test_a_create_with_an_unknown_outcome_says_how_to_look_it_up(
+    server: SandboxServer, images: list[str], tmp_path: Path, no_backoff: None, spec: str
+) -> None:
+    server.sandbox.add_faults([Fault.parse(spec)])
+    result = invoke(*image_args(images, server.url, tmp_path / "out"))
+    assert result.exit_code == 1
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert f"look it up with: mediaprep status --receipt {receipt_file} --wait" in result.output
+
+
+def test_a_wait_timeout_says_how_to_resume_once_and_names_the_receipt(
+    images: list[str], tmp_path: Path
+) -> None:
+    with SandboxServer(polls_to_complete=1000) as never_done:
+        args = image_args(images, never_done.url, tmp_path / "out")
+        result = invoke(*args, "--timeout", "0.05")
+        (stored,) = never_done.sandbox.elements()
+    assert result.exit_code == 1
+    assert "still processing after 0.05 s" in result.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert result.output.count(f"mediaprep status {stored['task_id']} --wait") == 1
+    assert f"receipt: {receipt_file}" in result.output
+
+
+def test_status_failing_while_waiting_says_how_to_resume(
+    server: SandboxServer, images: list[str], tmp_path: Path, no_backoff: None
+) -> None:
+    created = invoke(*image_args(images, server.url, tmp_path / "out"), "--no-wait")
+    assert created.exit_code == 0, created.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    (stored,) = server.sandbox.elements()
+    server.sandbox.add_faults([Fault.parse("get:2+:status=500")])
+    result = invoke("status", "--receipt", str(receipt_file), "--wait", "--api-key", KEY)
+    assert result.exit_code == 1
+    assert f"resume with: mediaprep status {stored['task_id']} --wait" in result.output
+    assert f"receipt: {receipt_file}" in result.output
+
+
+def test_a_receipt_that_cannot_be_updated_still_says_how_to_find_the_task(
+    server: SandboxServer, images: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("mediaprep.submit.update_receipt", disk_full)
+    result = invoke(*image_args(images, server.url, tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert f"mediaprep status --receipt {receipt_file} --wait" in result.output
+    assert len(server.sandbox.elements()) == 1
 
 
 def test_failed_task_exits_1_with_the_reason(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     server.sandbox.add_faults([Fault.parse("create:1:fail_task=no face found")])
     result = invoke(*image_args(images, server.url, tmp_path / "out"))
@@ -471,7 +566,6 @@ def test_failed_task_exits_1_with_the_reason(
     receipt = read_receipt(receipt_file)
     assert receipt["status"] == "failed"
     assert receipt["error"] == "no face found"
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_ctrl_c_while_waiting_prints_how_to_resume(
@@ -479,7 +573,6 @@ def test_ctrl_c_while_waiting_prints_how_to_resume(
     images: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    logs: pytest.LogCaptureFixture,
 ) -> None:
     real_submit = submit
 
@@ -494,11 +587,10 @@ def test_ctrl_c_while_waiting_prints_how_to_resume(
     assert result.exit_code == 130
     (stored,) = server.sandbox.elements()
     assert f"mediaprep status {stored['task_id']} --wait" in result.output
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_slow_answer_through_the_cli_with_a_config_timeout(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'base_url = "{server.url}"\ntimeout = 0.3\n', encoding="utf-8")
@@ -513,11 +605,10 @@ def test_slow_answer_through_the_cli_with_a_config_timeout(
     assert f"element id: {element_id}" in result.output
     server.stop()  # wakes the slow request: it must not store a second element
     assert stored_ids(server) == [element_id]
-    assert_no_key(tmp_path, logs, result.output)
 
 
 def test_sandbox_command_serves_only_on_its_address(
-    images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    images: list[str], tmp_path: Path, key_guard: KeyGuard
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "mediaprep", "sandbox", "--port", "0", "--polls", "1"]
@@ -540,7 +631,41 @@ def test_sandbox_command_serves_only_on_its_address(
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert "sandbox stopped" in out
-    assert_no_key(tmp_path, logs, result.output, out, err)
+    key_guard.check("the sandbox's output", out, err)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("sandbox.example", False),
+    ],
+)
+def test_sandbox_says_only_on_loopback_and_warns_otherwise(
+    monkeypatch: pytest.MonkeyPatch, host: str, loopback: bool
+) -> None:
+    def fake_serve(
+        host: str, port: int, faults: object, on_ready: Callable[[str], None], **kwargs: object
+    ) -> None:
+        on_ready(f"http://{host}:8765")
+
+    monkeypatch.setattr("mediaprep.api.sandbox.serve", fake_serve)
+    result = invoke("sandbox", "--host", host)
+    assert result.exit_code == 0, result.output
+    (banner,) = [line for line in result.stdout.splitlines() if "serving on" in line]
+    if loopback:
+        assert " only " in banner
+        assert result.stderr == ""
+    else:
+        assert "only" not in banner
+        assert "warning: " in result.stderr
+        assert "reachable from the network" in result.stderr
 
 
 def test_sandbox_command_refuses_a_bad_fault() -> None:
@@ -589,7 +714,6 @@ def test_fault_leaves_exactly_one_element_and_reports_its_id(
     server: SandboxServer,
     images: list[str],
     tmp_path: Path,
-    logs: pytest.LogCaptureFixture,
     spec: str,
 ) -> None:
     server.sandbox.add_faults([Fault.parse(spec)])
@@ -602,11 +726,10 @@ def test_fault_leaves_exactly_one_element_and_reports_its_id(
     assert read_receipt(completed.receipt)["element_id"] == completed.element.element_id
     if "retry_after=1" in spec:
         assert 1.0 in sleeps
-    assert_no_key(tmp_path, logs)
 
 
 def test_slow_answer_beyond_the_read_timeout_creates_one_element(
-    server: SandboxServer, images: list[str], tmp_path: Path, logs: pytest.LogCaptureFixture
+    server: SandboxServer, images: list[str], tmp_path: Path
 ) -> None:
     server.sandbox.add_faults([Fault.parse("create:1:slow=1")])
     events = run_submit(server, images, tmp_path / "out", [], read_timeout=0.3)
@@ -614,7 +737,6 @@ def test_slow_answer_beyond_the_read_timeout_creates_one_element(
     assert isinstance(completed, Completed)
     server.stop()
     assert stored_ids(server) == [completed.element.element_id]
-    assert_no_key(tmp_path, logs)
 
 
 def test_fail_task_fault_is_reported_and_kept_in_the_receipt(
@@ -689,3 +811,100 @@ def test_check_failure_carries_the_reports(images: list[str], tmp_path: Path) ->
     with pytest.raises(CheckFailedError, match="name") as caught:
         list(submit(element, settings, out_dir=tmp_path / "out"))
     assert caught.value.report.codes() == ["name_missing"]
+
+
+# --- the key guard (tests/conftest.py) -----------------------------------------------------------
+
+GUARDED = """
+import logging
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+KEY = "sk-test-inner-0123456789"
+
+
+@click.command()
+def shout() -> None:
+    click.echo(KEY)
+
+
+def test_clean(tmp_path):
+    print("sk-...6789")
+    (tmp_path / "receipt.json").write_text("{}")
+
+
+def test_key_file_declared(tmp_path, key_guard):
+    path = tmp_path / "config.toml"
+    path.write_text(f'api_key = "{KEY}"')
+    key_guard.holds_key(path)
+
+
+def test_stdout():
+    print(KEY)
+
+
+def test_stderr():
+    print(KEY, file=sys.stderr)
+
+
+def test_capsys_user(capsys):
+    print(KEY)
+
+
+def test_file(tmp_path):
+    (tmp_path / "out" / "receipt.json").parent.mkdir()
+    (tmp_path / "out" / "receipt.json").write_text(KEY)
+
+
+def test_log():
+    logging.getLogger("mediaprep.inner").debug("sent %s", KEY)
+
+
+def test_caught():
+    with pytest.raises(ValueError):
+        raise ValueError(f"bad key {KEY}")
+
+
+def test_caught_cause():
+    with pytest.raises(RuntimeError):
+        raise RuntimeError("failed") from ValueError(KEY)
+
+
+def test_cli_output():
+    assert CliRunner().invoke(shout).exit_code == 0
+
+
+def test_refused_key():
+    print("bad-" + KEY)
+
+
+def test_declared_key(key_guard):
+    key_guard.declare("plainsecret0123")
+    print("plainsecret0123")
+"""
+
+
+def test_the_key_guard_finds_a_key_wherever_it_leaks(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    folder = tmp_path_factory.mktemp("guarded")
+    (folder / "conftest.py").write_bytes((REPO / "tests" / "conftest.py").read_bytes())
+    (folder / "test_guarded.py").write_text(GUARDED, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+         "-rE", "--rootdir", str(folder), "--basetemp", str(folder / "tmp"), str(folder)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    errors = set(re.findall(r"^ERROR \S+::(test_\w+)", done.stdout, re.M))
+    tests = set(re.findall(r"^def (test_\w+)", GUARDED, re.M))
+    assert errors == tests - {"test_clean", "test_key_file_declared"}, done.stdout
+    assert "FAILED" not in done.stdout
+    assert f"{len(tests)} passed, {len(errors)} errors" in done.stdout
+    assert len(re.findall(r"^a test API key \(.+\) leaked into ", done.stdout, re.M)) == len(errors)

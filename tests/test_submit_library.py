@@ -15,7 +15,7 @@ from mediaprep.submit import DryRun, Fixed, Fixing, FixProgress, submit
 def test_transcode_progress_is_yielded_between_fixing_and_fixed(
     tmp_path: Path, media: Mapping[str, Path]
 ) -> None:
-    settings = Settings(api_key=Secret("sk-library-test-key-0000"), base_url="http://127.0.0.1:9")
+    settings = Settings(api_key=Secret("sk-test-library-0000"), base_url="http://127.0.0.1:9")
     element = Element("Hero", "A hero", videos=(str(media["vid_720p_4s_mp4"]),))
     events = list(
         submit(
@@ -42,7 +42,7 @@ def test_transcode_progress_is_yielded_between_fixing_and_fixed(
 def test_element_id_is_on_disk_before_the_caller_hears_of_it(
     tmp_path: Path, media: Mapping[str, Path], sandbox: SandboxServer
 ) -> None:
-    settings = Settings(api_key=Secret("sk-library-test-key-0001"), base_url=sandbox.url)
+    settings = Settings(api_key=Secret("sk-test-library-0001"), base_url=sandbox.url)
     element = Element(
         "Hero",
         "A hero",

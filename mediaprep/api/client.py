@@ -129,6 +129,23 @@ def _never_sent(error: APIError) -> bool:
     return isinstance(error.__cause__, _NEVER_SENT)
 
 
+def _check_base_url(base_url: str) -> str:
+    """The base URL without trailing slashes, once it is known to be usable.
+
+    Raises:
+        UsageError: it cannot be parsed, is not http(s), or names no host.
+    """
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"base URL {base_url!r} is not a valid URL: {exc}") from exc
+    if url.scheme not in ("http", "https"):
+        raise UsageError(f"base URL {base_url!r} must start with http:// or https://")
+    if not url.host:
+        raise UsageError(f"base URL {base_url!r} names no host")
+    return base_url.rstrip("/")
+
+
 def timeout_for(seconds: float | None) -> httpx.Timeout:
     """The HTTP timeouts for a ``timeout`` setting (seconds to wait for an answer)."""
     if seconds is None:
@@ -148,10 +165,12 @@ class Client:
         transport: an httpx transport (tests pass ``httpx.MockTransport``).
         sleep: waits between attempts and polls.
         clock: monotonic seconds, for wait deadlines.
+        wall_clock: Unix time, for ``Retry-After`` HTTP dates.
         rng: a uniform draw in [0, 1) for backoff jitter.
 
     Raises:
-        UsageError: the base URL is not http(s) or the key cannot go in an HTTP header.
+        UsageError: the base URL is not a valid http(s) URL with a host, or the key cannot go in
+            an HTTP header.
     """
 
     def __init__(
@@ -165,19 +184,19 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        if not base_url.lower().startswith(("http://", "https://")):
-            raise UsageError(f"base URL {base_url!r} must start with http:// or https://")
+        self.base_url = _check_base_url(base_url)
         self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
         key = self._key.get_secret_value()
         if not key or not key.isascii() or not key.isprintable() or " " in key:
             raise UsageError("the API key is empty or holds characters an HTTP header cannot carry")
-        self.base_url = base_url.rstrip("/")
         self.provider: Provider = provider or KirinProvider()
         self.max_retries = max_retries
         self._sleep = sleep
         self._clock = clock
+        self._wall_clock = wall_clock
         self._rng = rng
         self._http = httpx.Client(
             base_url=self.base_url + "/",
@@ -269,11 +288,20 @@ class Client:
             ) from exc
         return self.provider.parse_task(data)
 
-    def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
+    def _backoff(
+        self, attempt: int, response: httpx.Response | None, deadline: float | None = None
+    ) -> bool:
+        """Sleep before retry ``attempt``, never past ``deadline``; False when none is left."""
         header = response.headers.get("retry-after") if response is not None else None
-        delay = retry_delay(attempt, parse_retry_after(header, time.time()), rng=self._rng)
+        delay = retry_delay(attempt, parse_retry_after(header, self._wall_clock()), rng=self._rng)
+        if deadline is not None:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            delay = min(delay, remaining)
         logger.debug("retrying in %.2f s (attempt %d)", delay, attempt + 1)
         self._sleep(delay)
+        return True
 
     # --- the API ------------------------------------------------------------------------------
     def get(self, task_id: str) -> Task:
@@ -285,6 +313,10 @@ class Client:
             APIConnectionError: no answer, after every retry.
             APIResponseError: an answer that is not a task, after every retry.
         """
+        return self._get(task_id, deadline=None)
+
+    def _get(self, task_id: str, deadline: float | None) -> Task:
+        """:meth:`get`, retrying only until ``deadline`` (on the clock) when one is given."""
         url = self.task_url(task_id)
         attempt = 1
         while True:
@@ -295,7 +327,8 @@ class Client:
             except APIError as exc:
                 if attempt > self.max_retries or not should_retry(exc):
                     raise
-            self._backoff(attempt, response)
+                if not self._backoff(attempt, response, deadline):
+                    raise
             attempt += 1
 
     def create(self, body: RequestBody) -> Task:
@@ -351,12 +384,13 @@ class Client:
         Raises:
             TaskFailedError: the task failed or was cancelled (with the service's reason).
             WaitTimeoutError: ``timeout`` seconds passed on the clock without completion.
-            APIError: reading the task failed after every retry.
+            APIError: reading the task failed after every retry, or after the retries the
+                time left allowed (a retry never sleeps past the deadline).
         """
         deadline = self._clock() + timeout
         interval = POLL_FIRST_SECONDS
         while True:
-            task = self.get(task_id)
+            task = self._get(task_id, deadline)
             yield task
             match task.status:
                 case "completed":
@@ -385,7 +419,8 @@ class Client:
         Raises:
             TaskFailedError: the task failed or was cancelled (with the service's reason).
             WaitTimeoutError: ``timeout`` seconds passed on the clock without completion.
-            APIError: reading the task failed after every retry.
+            APIError: reading the task failed after every retry, or after the retries the
+                time left allowed.
         """
         updates = self.poll(task_id, timeout=timeout)
         while True:

@@ -14,7 +14,7 @@ DEFAULT_MAX_RETRIES = DEFAULT_MAX_ATTEMPTS - 1
 #: Backoff: ``base * 2 ** (attempt - 1)`` seconds, at most ``cap``, then full jitter.
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
-#: A ``Retry-After`` longer than this is not waited for; backoff is used instead.
+#: The longest wait a ``Retry-After`` can ask for: a longer one is waited for this long only.
 MAX_RETRY_AFTER_SECONDS = 60.0
 #: Statuses worth another try: timeouts, rate limits and server-side failures.
 RETRY_STATUSES = frozenset({408, 429})
@@ -59,16 +59,28 @@ def retry_delay(
 ) -> float:
     """Seconds to sleep before retry number ``attempt`` (1 for the first retry).
 
-    A ``Retry-After`` within ``max_retry_after`` is honoured exactly; otherwise exponential
-    backoff with full jitter: a uniform draw in ``[0, min(cap, base * 2 ** (attempt - 1))]``.
+    With a ``Retry-After``, the wait the service asked for, up to our cap:
+    ``min(retry_after, max_retry_after)``. Without one, exponential backoff with full jitter:
+    a uniform draw in ``[0, min(cap, base * 2 ** (attempt - 1))]``.
+
+    Args:
+        attempt: the retry's number, from 1.
+        retry_after: the seconds the service asked for (see :func:`parse_retry_after`), or None.
+        base: the first retry's backoff ceiling, in seconds.
+        cap: the highest backoff ceiling, in seconds.
+        max_retry_after: the longest ``Retry-After`` waited for, in seconds.
+        rng: a uniform draw in [0, 1) for the jitter.
+
+    Returns:
+        The seconds to sleep.
 
     Raises:
         ValueError: ``attempt`` is below 1.
     """
     if attempt < 1:
         raise ValueError(f"attempt counts from 1, not {attempt}")
-    if retry_after is not None and 0 <= retry_after <= max_retry_after:
-        return retry_after
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), max_retry_after)
     ceiling = min(cap, base * 2.0 ** min(attempt - 1, 62))
     return ceiling * rng()
 

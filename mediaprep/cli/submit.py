@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -14,13 +15,16 @@ from click.core import ParameterSource
 
 from ..api.client import DEFAULT_WAIT_SECONDS
 from ..api.config import ENV_API_KEY, ENV_BASE_URL, Settings, load_settings
-from ..api.provider import Task
+from ..api.provider import ElementInfo, Task
 from ..errors import (
     APIConnectionError,
+    APIError,
+    APIResponseError,
     APIStatusError,
     AuthenticationError,
     ConflictError,
-    NotFoundError,
+    TaskFailedError,
+    WaitTimeoutError,
 )
 from ..findings import FileReport
 from ..fixers import FixOptions
@@ -114,6 +118,24 @@ def _task_line(task: Task) -> str:
     return f"task    {task.task_id}: {task.status_text or task.status}{progress}"
 
 
+def _summary_lines(element: ElementInfo, receipt: Path | None) -> list[str]:
+    """The element's facts worth a glance, one ``name: value`` line each (empty ones left out)."""
+    tags = ", ".join(
+        f"{tag.tag_id} ({tag.name})" if tag.name else tag.tag_id for tag in element.tags
+    )
+    units = element.final_unit_deduction
+    rows = [
+        ("name", element.name),
+        ("type", element.reference_type),
+        ("tags", tags),
+        ("voice id", element.voice_id),
+        ("owned by", element.owned_by),
+        ("units used", None if units is None else str(units)),
+        ("receipt", None if receipt is None else str(receipt)),
+    ]
+    return [f"  {label + ':':<12}{value}" for label, value in rows if value]
+
+
 class _Run:
     """Turns events into output and keeps what the final summary and an interruption need."""
 
@@ -185,6 +207,8 @@ class _Run:
             if event.receipt is not None:
                 self.document["receipt"] = str(event.receipt)
             self.say(f"element id: {event.element.element_id}")
+            for line in _summary_lines(event.element, event.receipt):
+                self.say(line)
 
     def _task(self, task: Task) -> None:
         changed = self.task is None or (task.status, task.progress) != (
@@ -209,22 +233,26 @@ class _Run:
         click.echo(json.dumps(event.body, indent=2, ensure_ascii=False))
         click.echo("(dry run: nothing was sent)", err=True)
 
+    def resume_hint(self) -> str | None:
+        """How to pick the task up again: by its id once the create answered, else by the
+        receipt once sending began; None before that."""
+        if self.task is not None:
+            hint = (
+                f"task {self.task.task_id} goes on at the service; resume with: "
+                f"mediaprep status {self.task.task_id} --wait"
+            )
+            return f"{hint}\nreceipt: {self.receipt}" if self.receipt is not None else hint
+        if self.receipt is not None:
+            return (
+                "the task may exist; look it up with: "
+                f"mediaprep status --receipt {self.receipt} --wait"
+            )
+        return None
+
     def interrupted(self) -> None:
         """Say how to pick the task up again, then exit 130."""
-        if self.task is not None:
-            click.echo(
-                f"\ninterrupted; task {self.task.task_id} goes on at the service. Resume with: "
-                f"mediaprep status {self.task.task_id} --wait",
-                err=True,
-            )
-        elif self.receipt is not None:
-            click.echo(
-                f"\ninterrupted while sending; the task may exist. Look it up with: "
-                f"mediaprep status --receipt {self.receipt} --wait",
-                err=True,
-            )
-        else:
-            click.echo("\ninterrupted; nothing was sent", err=True)
+        hint = self.resume_hint()
+        click.echo(f"\ninterrupted; {hint or 'nothing was sent'}", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -241,24 +269,39 @@ def _drive(run: _Run, events: Iterator[SubmitEvent]) -> None:
                     f"mediaprep status --external-task-id {run.external_task_id}"
                 ) from exc
             except AuthenticationError as exc:
-                raise CommandError(f"authentication failed (check the API key): {exc}") from exc
-            except APIConnectionError as exc:
-                raise CommandError(_with_hint(str(exc), run)) from exc
-            except APIStatusError as exc:
-                if isinstance(exc, NotFoundError) or exc.status_code < 500:
+                message = f"authentication failed (check the API key): {exc}"
+                raise CommandError(_with_hint(message, exc, run)) from exc
+            except APIError as exc:
+                raise CommandError(_with_hint(str(exc), exc, run)) from exc
+            except OSError as exc:  # e.g. the disk filled up while the receipt was updated
+                hint = run.resume_hint()
+                if hint is None:
                     raise
-                raise CommandError(_with_hint(str(exc), run)) from exc
+                raise CommandError(f"{exc}\n{hint}") from exc
     except KeyboardInterrupt:
         run.interrupted()
 
 
-def _with_hint(message: str, run: _Run) -> str:
-    if run.receipt is not None and run.task is None:
-        return (
-            f"{message}\nthe task may exist; look it up with: "
-            f"mediaprep status --receipt {run.receipt}"
-        )
-    return message
+def _with_hint(message: str, exc: APIError, run: _Run) -> str:
+    """``message``, and how to resume when the task exists or may exist.
+
+    Once the create answered, every failure but a failed task gets the task id and the resume
+    command. Before that, only failures that leave the create's outcome unknown (no answer, an
+    unreadable one, a 5xx) get the receipt to look it up by: any other answer refused it.
+    """
+    if isinstance(exc, TaskFailedError):
+        return message  # the task ended: there is nothing to resume
+    if run.task is None and not (
+        isinstance(exc, APIConnectionError | APIResponseError)
+        or (isinstance(exc, APIStatusError) and exc.status_code >= 500)
+    ):
+        return message
+    if isinstance(exc, WaitTimeoutError):
+        # Its message already names the resume command; add where the receipt is.
+        hint = f"receipt: {run.receipt}" if run.receipt is not None else None
+    else:
+        hint = run.resume_hint()
+    return f"{message}\n{hint}" if hint else message
 
 
 @main.command("submit")
@@ -378,6 +421,7 @@ def status_command(
     if sum(value is not None for value in (task_id, external_task_id, receipt)) != 1:
         raise click.UsageError("give one of: TASK_ID, --external-task-id, or --receipt")
     run = _Run(as_json=as_json)
+    run.receipt = receipt
     with library_errors():
         settings = settings_from(ctx, api_key, base_url, config_path)
     events = follow(
@@ -395,6 +439,16 @@ def status_command(
         if receipt is not None:
             run.document["receipt"] = str(receipt)
         emit_json(run.document)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``)."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 @main.command("sandbox")
@@ -426,12 +480,20 @@ def sandbox_command(host: str, port: int, fault_specs: tuple[str, ...], polls: i
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from exc
     color = use_color(sys.stdout)
+    err_color = use_color(sys.stderr)
 
     def ready(url: str) -> None:
+        if _is_loopback(host):
+            where = f"on {url} only (loopback: reachable from this machine alone)"
+        else:
+            where = f"on {url}"
+            warning = (
+                f"warning: {host} is not a loopback address: the sandbox is reachable from the "
+                "network, and it accepts any key; use --host 127.0.0.1 to keep it local"
+            )
+            click.echo(style(warning, color=err_color, fg="yellow"), err=True, color=err_color)
         click.echo(
-            f"sandbox serving on {url} only ({host}:{port if port else 'any port'}); "
-            "it is not the real service. Ctrl-C stops it.",
-            color=color,
+            f"sandbox serving {where}; it is not the real service. Ctrl-C stops it.", color=color
         )
         click.echo(
             f"try: MEDIAPREP_BASE_URL={url} MEDIAPREP_API_KEY=sk-sandbox mediaprep submit ..."
