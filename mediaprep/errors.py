@@ -8,6 +8,7 @@ what stops mediaprep from doing its job.
     ├── ToolError                ffmpeg or ffprobe failed (keeps the command and stderr)
     │   └── ToolTimeoutError     ... or ran past its timeout
     ├── FixError                 a repair could not be made
+    │   └── MetadataStructureError   a file's segments/chunks cannot be walked to strip metadata
     ├── CheckFailedError         an element fails the rules, so it is not sent (keeps reports)
     └── APIError                 talking to the service failed
         ├── APIConnectionError   the request did not get an answer

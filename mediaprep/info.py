@@ -12,6 +12,8 @@ class ImageInfo:
 
     ``width``/``height`` are the stored pixels; ``display_width``/``display_height`` are the
     picture as shown, after the EXIF orientation (``orientation`` 5-8 swap the sides).
+    ``metadata`` names the kinds of personal metadata found, in this order: "exif", "gps" (the
+    EXIF holds a GPS block), "xmp", "iptc", "text" (comments and text chunks).
     """
 
     format: str
@@ -28,6 +30,7 @@ class ImageInfo:
     has_icc_profile: bool
     has_exif: bool
     decoded: bool
+    metadata: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -53,7 +56,8 @@ class VideoInfo:
 
     ``width``/``height`` are the stored pixels. ``display_width``/``display_height`` are the frame
     as players show it: the width scaled by the sample aspect ratio ``sar``, then the sides swapped
-    when ``rotation`` is 90 or 270 degrees.
+    when ``rotation`` is 90 or 270 degrees. ``metadata`` names the kinds of personal metadata
+    found in the tags: "location" (any format or stream tag whose key holds "location").
     """
 
     container: str
@@ -72,6 +76,7 @@ class VideoInfo:
     bit_depth: int | None
     video_streams: int
     audio: tuple[AudioStream, ...]
+    metadata: tuple[str, ...] = ()
 
     @property
     def has_video(self) -> bool:

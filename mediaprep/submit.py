@@ -32,7 +32,7 @@ from .errors import (
 from .ffmpeg import Progress
 from .findings import ElementReport, FileReport
 from .fixers.output import ensure_out_dir
-from .fixers.plan import FixOptions, FixResult, fix_file
+from .fixers.plan import FixOptions, FixResult, fix_file, plan_fix
 from .inspectors import Element, check_element, inspect_file, is_url
 
 #: How often the submission looks for transcode progress while a file is being fixed.
@@ -152,16 +152,28 @@ def _inspect_all(element: Element, scratch: str, *, url_check: bool) -> ElementR
     return check_element(element, reports=reports)
 
 
+def _needs_fix(file: FileReport, options: FixOptions | None) -> bool:
+    """Whether fix would change a local file: it fails, or its plan does more than copy it.
+
+    A passing file is changed when it carries metadata such as a GPS position. URLs are sent
+    as URLs, never fixed.
+    """
+    if is_url(file.path):
+        return False
+    return not file.ok or not plan_fix(file, options).copy_only
+
+
 def _fix_files(
-    report: ElementReport, out_dir: Path, options: FixOptions | None
+    report: ElementReport,
+    files: Sequence[FileReport],
+    out_dir: Path,
+    options: FixOptions | None,
 ) -> Generator[SubmitEvent, None, dict[str, str]]:
-    """Fix every failing local file; yield events, return the map original -> fixed path."""
+    """Fix ``files`` (of ``report``); yield events, return the map original -> fixed path."""
     taken: set[Path] = set()
     results: list[FixResult] = []
     fixed: dict[str, str] = {}
-    for file in report.files:
-        if file.ok:
-            continue
+    for file in files:
         yield Fixing(file.path)
         result = yield from _fix_with_progress(file, out_dir, options, taken)
         results.append(result)
@@ -214,7 +226,7 @@ def _prepare(
     """Check and fix; yield events, return the element to send (fixed files in place)."""
     report = _inspect_all(element, scratch, url_check=url_check)
     yield Checked(report)
-    if report.ok:
+    if report.ok and no_fix:
         return element
     if any(finding.is_error for finding in report.findings):
         raise _refuse(report, "change the element: fix cannot repair these")
@@ -227,8 +239,11 @@ def _prepare(
         )
     if no_fix:
         raise _refuse(report, "run without --no-fix to repair the files, or fix them by hand")
+    to_fix = [file for file in report.files if _needs_fix(file, fix_options)]
+    if not to_fix:
+        return element
     ensure_out_dir(out_dir, [item for item in element.media if not is_url(item)])
-    fixed = yield from _fix_files(report, out_dir, fix_options)
+    fixed = yield from _fix_files(report, to_fix, out_dir, fix_options)
     fixed_element = _with_media(element, fixed)
     by_media = dict(zip(element.media, report.files, strict=True))
     reports = [
@@ -273,8 +288,11 @@ def submit(
     Args:
         element: the element; media are local paths or URLs.
         settings: where and how to reach the service.
-        fix_options: how failing files are repaired.
-        no_fix: refuse to send failing files instead of repairing them.
+        fix_options: how files are repaired. Files that pass are fixed too when they carry
+            metadata (EXIF, GPS, XMP, a video's location): the stripped copy is sent, unless
+            ``keep_metadata``.
+        no_fix: refuse to send failing files instead of repairing them; files that pass are
+            sent as they are, metadata included.
         out_dir: where fixed files and the receipt go.
         dry_run: stop before sending; the last event is :class:`DryRun`.
         wait: wait for the task to end (else stop after :class:`Created`).

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
-from collections.abc import Callable
+import struct
+import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageChops, ImageCms, ImageDraw, features
+from PIL import Image, ImageChops, ImageCms, ImageDraw, PngImagePlugin, features
 
 from mediaprep import spec
 from mediaprep.findings import FileReport
 from mediaprep.fixers.image import ImageJob, plan_image, plan_layout, scaled_size
-from mediaprep.fixers.plan import Fit, FixOptions, FixResult, fix_file, plan_fix
+from mediaprep.fixers.plan import Fit, FixOptions, FixResult, Step, fix_file, plan_fix
 from mediaprep.inspectors import inspect_local
 
 BACKGROUND = (40, 150, 220)
@@ -115,7 +118,9 @@ def reference_table_sum(quality: int) -> int:
     return jpeg_luma_table_sum(buffer.getvalue())
 
 
+@functools.cache
 def srgb_profile() -> bytes:
+    """An sRGB profile, made once: its header holds the time it was made."""
     profile: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     return profile
 
@@ -391,6 +396,24 @@ def test_mpo_extra_frames_are_left_alone(tmp_path: Path) -> None:
     assert plan_image(report, FixOptions()).copy_only
 
 
+def test_an_mpo_with_gps_keeps_both_images_and_loses_the_gps(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(GPS_IFD)[2] = (48.0, 51.0, 24.0)
+    frames = [scene((400, 400), 200), scene((400, 400), 100)]
+    source = tmp_path / "phone.jpg"
+    frames[0].save(source, "MPO", save_all=True, append_images=frames[1:], exif=exif.tobytes())
+    result, output = fix(source, tmp_path)
+    assert [step.detail for step in result.steps] == [
+        "remove EXIF (with GPS location); pixels untouched"
+    ]
+    assert b"Exif\x00\x00" not in output.read_bytes()
+    with Image.open(output) as image, Image.open(source) as original:
+        assert (image.format, image.n_frames) == ("MPO", 2)
+        image.seek(1)
+        original.seek(1)
+        assert image.tobytes() == original.tobytes()
+
+
 def test_cmyk_converts_with_the_right_colours(tmp_path: Path) -> None:
     cmyk = Image.new("CMYK", (400, 400), (0, 255, 255, 0))
     ImageDraw.Draw(cmyk).rectangle((200, 0, 399, 399), fill=(0, 0, 0, 128))
@@ -541,6 +564,79 @@ def test_keep_metadata_keeps_exif_and_gps(tmp_path: Path) -> None:
         assert image.info.get("icc_profile") == srgb_profile()
 
 
+def passing_with_metadata(path: Path, fmt: str, **params: Any) -> Path:
+    """A file that passes every check but says where it was taken (EXIF GPS) and holds XMP."""
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif.get_ifd(GPS_IFD)[2] = (48.0, 51.0, 24.0)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    image = scene((400, 300), 150)
+    ImageDraw.Draw(image).line((0, 0, 399, 299), fill=(0, 200, 0), width=3)
+    if fmt == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_itxt("XML:com.adobe.xmp", xmp.decode())
+        params["pnginfo"] = text
+    else:
+        params["xmp"] = xmp
+    return save(image, path, fmt, exif=exif.tobytes(), icc_profile=srgb_profile(), **params)
+
+
+def pixels(path: Path) -> bytes:
+    with Image.open(path) as image:
+        raw: bytes = image.tobytes()
+    return raw
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("gps.jpg", "JPEG"), ("gps.png", "PNG")])
+def test_a_passing_file_with_gps_is_stripped_without_a_re_encode(
+    tmp_path: Path, name: str, fmt: str
+) -> None:
+    source = passing_with_metadata(tmp_path / name, fmt)
+    report = inspect_local(source)
+    assert report.ok
+    assert report.info.metadata == ("exif", "gps", "xmp")
+    plan = plan_fix(report, FixOptions())
+    assert not plan.copy_only
+    assert plan.steps == (Step("strip", "remove EXIF (with GPS location), XMP; pixels untouched"),)
+    result, output = fix(source, tmp_path)
+    assert result.steps == plan.steps
+    assert output.suffix == source.suffix
+    assert pixels(output) == pixels(source)
+    data = output.read_bytes()
+    assert b"Exif\x00\x00" not in data
+    assert b"http://ns.adobe.com/xap/1.0/" not in data
+    assert b"PhoneMaker" not in data
+    with Image.open(output) as image:
+        image.load()
+        assert not image.getexif()
+        assert "xmp" not in image.info
+        assert image.info.get("icc_profile") == srgb_profile()
+    assert inspect_local(output).info.metadata == ()
+
+
+@pytest.mark.parametrize("name", ["gps.jpg", "gps.png"])
+def test_keep_metadata_copies_a_passing_file_byte_for_byte(tmp_path: Path, name: str) -> None:
+    source = passing_with_metadata(tmp_path / name, "JPEG" if name.endswith("jpg") else "PNG")
+    result, output = fix(source, tmp_path, keep_metadata=True)
+    assert result.steps == ()
+    assert sha256(output) == sha256(source)
+
+
+def test_a_structure_that_cannot_be_cut_is_re_encoded_with_a_warning(tmp_path: Path) -> None:
+    whole = passing_with_metadata(tmp_path / "whole.jpg", "JPEG", quality=95).read_bytes()
+    # A stray byte after APP0: Pillow skips it, a lossless cut cannot trust the structure.
+    app0_end = 4 + struct.unpack_from(">H", whole, 4)[0]
+    source = tmp_path / "stray.jpg"
+    source.write_bytes(whole[:app0_end] + b"\x00" + whole[app0_end:])
+    assert inspect_local(source).ok
+    result, output = fix(source, tmp_path)
+    assert [step.action for step in result.steps] == ["encode"]
+    assert any("no JPEG marker at byte" in warning for warning in result.warnings)
+    with Image.open(output) as image:
+        assert not image.getexif()
+        assert image.info.get("icc_profile") == srgb_profile()
+
+
 # --- the byte limit -------------------------------------------------------------------------------
 
 
@@ -570,13 +666,58 @@ def test_a_jpeg_too_big_even_at_quality_80_is_downscaled(tmp_path: Path) -> None
     assert any("downscaled" in warning for warning in result.warnings)
 
 
-def test_an_opaque_png_over_the_limit_becomes_jpeg(tmp_path: Path) -> None:
+def test_an_incompressible_opaque_png_over_the_limit_becomes_jpeg(tmp_path: Path) -> None:
     source = save(noise((2000, 2000)), tmp_path / "big.png", "PNG", compress_level=1)
     assert source.stat().st_size > spec.IMAGE_MAX_BYTES
     result, output = fix(source, tmp_path)
     assert output.suffix == ".jpg"
-    assert result.steps[0].detail.startswith("PNG -> JPEG")
+    assert result.steps[0].detail.startswith("PNG -> JPEG (optimised PNG still ")
+    assert result.steps[0].detail.endswith(" MiB; no transparency)")
     assert output.stat().st_size <= spec.IMAGE_MAX_BYTES
+
+
+def padded_png(path: Path, image: Image.Image, total: int) -> Path:
+    """A valid PNG grown to ``total`` bytes by a private chunk before IEND."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    base = buffer.getvalue()
+    filler = bytes(total - len(base) - 12)
+    chunk = struct.pack(">I", len(filler)) + b"prIv" + filler
+    chunk += struct.pack(">I", zlib.crc32(b"prIv" + filler))
+    iend = base.rindex(b"IEND") - 4
+    path.write_bytes(base[:iend] + chunk + base[iend:])
+    return path
+
+
+def test_the_10_mib_plus_1_png_is_optimised_and_stays_png(
+    tmp_path: Path, media: Mapping[str, Path]
+) -> None:
+    source = media["img_png_10mib_plus1"]
+    report = inspect_local(source)
+    plan = plan_fix(report, FixOptions())
+    assert plan.suffix == ".png"
+    (step,) = plan.steps
+    assert step.action == "encode"
+    assert step.detail.startswith("optimised PNG: 10 MiB -> ")
+    assert step.detail.endswith(" KiB; EXIF/GPS/XMP removed")
+    result, output = fix(source, tmp_path)
+    assert result.steps == plan.steps
+    assert output.suffix == ".png"
+    assert output.read_bytes() == plan.data["encoded"]
+    assert output.stat().st_size <= spec.IMAGE_MAX_BYTES
+    with Image.open(output) as image:
+        assert (image.format, image.size) == ("PNG", (640, 480))
+    assert pixels(output) == pixels(source)
+
+
+def test_an_opaque_rgba_png_over_the_limit_stays_png_when_it_fits(tmp_path: Path) -> None:
+    image = scene((400, 400), 200).convert("RGBA")
+    source = padded_png(tmp_path / "opaque.png", image, spec.IMAGE_MAX_BYTES + 1)
+    result, output = fix(source, tmp_path)
+    assert [step.action for step in result.steps] == ["encode"]
+    with Image.open(output) as fixed:
+        assert (fixed.format, fixed.mode) == ("PNG", "RGB")
+        assert fixed.tobytes() == image.convert("RGB").tobytes()
 
 
 def test_a_transparent_png_over_the_limit_is_downscaled(tmp_path: Path) -> None:

@@ -430,6 +430,38 @@ def test_plan_extend_loop_counts_plays() -> None:
     assert video.EXTEND_SECONDS > spec.VIDEO_MIN_SECONDS
 
 
+@pytest.mark.parametrize(
+    ("name", "suffix", "container"),
+    [("clip.mp4", ".mp4", "mp4"), ("clip.mov", ".mov", "mov"), ("clip.bin", ".mp4", "mp4")],
+)
+def test_plan_a_passing_file_with_a_location_is_remuxed_without_tags(
+    name: str, suffix: str, container: str
+) -> None:
+    plan = plan_video(make_report(make_info(metadata=("location",)), name), FixOptions())
+    assert [str(step) for step in plan.steps] == [
+        "strip: remove the location (every tag goes); streams copied, no re-encode"
+    ]
+    job = plan.data["job"]
+    assert (job.mode, job.audio, job.container, job.keep_metadata) == (
+        "remux",
+        "copy",
+        container,
+        False,
+    )
+    assert plan.suffix == suffix
+    assert "-map_metadata" in build_remux_args(Path("in"), Path("out"), job)
+
+
+def test_plan_keep_metadata_copies_a_file_with_a_location() -> None:
+    report = make_report(make_info(metadata=("location",)))
+    assert plan_video(report, FixOptions(keep_metadata=True)).copy_only
+
+
+def test_plan_a_silent_file_with_a_location_has_no_audio_to_copy() -> None:
+    plan = plan_video(make_report(make_info(metadata=("location",), audio=())), FixOptions())
+    assert plan.data["job"].audio == "none"
+
+
 # --- Real ffmpeg ------------------------------------------------------------------------------
 
 GREY = (128, 128, 128)
@@ -685,6 +717,96 @@ def test_compliant_file_is_copied_byte_for_byte(compliant_clip: Path, tmp_path: 
     assert sha256(output) == sha256(compliant_clip)
 
 
+def audio_hash(path: Path) -> str:
+    target = path.with_name(path.name + ".audio.md5")
+    ffmpeg("-i", file_arg(path), "-map", "0:a:0", "-c", "copy", "-f", "md5", "-y", file_arg(target))
+    return target.read_text().strip()
+
+
+def all_tags(path: Path) -> list[str]:
+    data = probe(path)
+    owners = [data["format"], *data["streams"]]
+    return [key for owner in owners for key in owner.get("tags", {})]
+
+
+def tagged(source: Path, target: Path, *tags: str) -> Path:
+    """``source``'s streams copied into ``target`` with ``tags`` (``key=value``) added."""
+    metadata = [argument for tag in tags for argument in ("-metadata", tag)]
+    ffmpeg("-i", file_arg(source), "-c", "copy", *metadata, file_arg(target))
+    return target
+
+
+def test_a_passing_clip_loses_its_location_without_a_re_encode(
+    compliant_clip: Path, tmp_path: Path
+) -> None:
+    source = tagged(compliant_clip, tmp_path / "paris.mp4", "location=+48.8584+002.2945/")
+    assert inspect_local(source).info.metadata == ("location",)
+    assert {"location", "location-eng"} <= set(all_tags(source))
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(source, out)
+    assert [step.action for step in result.steps] == ["strip"]
+    assert output.suffix == ".mp4"
+    assert not [tag for tag in all_tags(output) if "location" in tag.lower()]
+    assert b"+48.8584" not in output.read_bytes()
+    assert inspect_local(output).info.metadata == ()
+    assert video_hash(output) == video_hash(source)
+    assert audio_hash(output) == audio_hash(source)
+
+
+def test_a_clip_with_only_a_creation_time_is_copied_byte_for_byte(
+    compliant_clip: Path, tmp_path: Path
+) -> None:
+    source = tagged(compliant_clip, tmp_path / "dated.mp4", "creation_time=2024-05-01T10:00:00Z")
+    assert "creation_time" in all_tags(source)
+    assert inspect_local(source).info.metadata == ()
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(source, out)
+    assert result.steps == ()
+    assert sha256(output) == sha256(source)
+
+
+def test_keep_metadata_keeps_the_location(compliant_clip: Path, tmp_path: Path) -> None:
+    source = tagged(compliant_clip, tmp_path / "paris.mp4", "location=+48.8584+002.2945/")
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(source, out, dataclasses.replace(FAST, keep_metadata=True))
+    assert result.steps == ()
+    assert sha256(output) == sha256(source)
+
+
+def test_a_rotated_phone_clip_keeps_its_rotation_when_its_location_goes(
+    compliant_clip: Path, tmp_path: Path
+) -> None:
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg(
+        "-i",
+        file_arg(compliant_clip),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        "-metadata",
+        "location=+48.8584+002.2945/",
+        file_arg(rotated),
+    )
+    before = inspect_local(rotated)
+    assert before.ok
+    assert before.info.rotation in (90, 270)
+    out = tmp_path / "out"
+    out.mkdir()
+    result, output = fixed(rotated, out)
+    assert [step.action for step in result.steps] == ["strip"]
+    after = inspect_local(output).info
+    assert (after.rotation, after.display_width, after.display_height) == (
+        before.info.rotation,
+        1080,
+        1920,
+    )
+    assert after.metadata == ()
+
+
 def test_ten_bit_slow_mkv_becomes_8_bit_30_fps(tmp_path: Path) -> None:
     source = tmp_path / "deep.mkv"
     ffmpeg(
@@ -732,3 +854,23 @@ def test_too_large_output_is_re_encoded_with_a_higher_crf(
     result, smaller = fixed(circle_clip, second)
     assert smaller.stat().st_size <= limit
     assert "re-encoded at CRF 22" in result.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("preset", "profile"), [("ultrafast", "Constrained Baseline"), ("fast", "High")]
+)
+def test_encode_step_names_the_profile_x264_will_write(preset: str, profile: str) -> None:
+    info = make_info(width=1280, height=720, display_width=1280, display_height=720)
+    plan = plan_video(make_report(info), FixOptions(preset=preset))
+    (encode,) = [step for step in plan.steps if step.action == "encode"]
+    assert encode.detail.startswith(f"H.264 {profile}, yuv420p")
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_remux_honours_keep_metadata(keep: bool) -> None:
+    info = make_info(container="matroska,webm")
+    plan = plan_video(make_report(info, "clip.mkv"), FixOptions(keep_metadata=keep))
+    job = plan.data["job"]
+    assert job.mode == "remux"
+    arguments = build_remux_args(Path("clip.mkv"), Path("clip.mp4"), job)
+    assert ("-map_metadata" in arguments) is not keep

@@ -171,7 +171,11 @@ def fix_options(command: F) -> F:
             show_default=True,
             help="Upscale small images so the short side is this many pixels.",
         ),
-        click.option("--keep-metadata", is_flag=True, help="Keep EXIF/GPS/XMP in images."),
+        click.option(
+            "--keep-metadata",
+            is_flag=True,
+            help="Keep metadata: EXIF/GPS/XMP in images, tags (location too) in videos.",
+        ),
         click.option(
             "--orientation",
             type=click.Choice(["auto", "landscape", "portrait"]),

@@ -12,6 +12,7 @@ Every geometric decision is integer arithmetic on the limits in ``spec``, checke
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import struct
@@ -26,6 +27,7 @@ from ..errors import FixError
 from ..findings import FileReport, Finding
 from ..info import ImageInfo
 from ..inspectors.image import EXIF_ORIENTATION_TAG, ImageBomb, ImageUnreadable, open_image
+from .metadata import MetadataStructureError, strip_metadata
 from .plan import FixOptions, FixPlan, Step
 
 OutputFormat = Literal["JPEG", "PNG"]
@@ -54,9 +56,23 @@ SIXTEEN_BIT_MODES: Final = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 REPAIRED_ERRORS: Final = frozenset(
     {"format_unsupported", "file_too_large", "dimension_too_small", "aspect_ratio_out_of_range"}
 )
+#: What reading and rendering an image may raise (the writer turns each into a FixError).
+RENDER_ERRORS: Final = (
+    ImageBomb,
+    ImageUnreadable,
+    ImageCms.PyCMSError,
+    FixError,
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    struct.error,
+)
 UNPREMULTIPLIED: Final = {"La": "LA", "RGBa": "RGBA"}
 #: Which ICC colour space each mode's pixels are in.
 PROFILE_SPACES: Final = {"L": "GRAY", "CMYK": "CMYK", "LAB": "Lab", "RGB": "RGB"}
+#: How the plan names each kind of metadata ``ImageInfo.metadata`` lists ("gps" goes with EXIF).
+METADATA_TEXT: Final = {"exif": "EXIF", "xmp": "XMP", "iptc": "IPTC", "text": "comments"}
 ORIENTATION_TEXT: Final = {
     2: "mirror left to right",
     3: "rotate 180°",
@@ -320,14 +336,63 @@ def _needs_work(report: FileReport, info: ImageInfo, options: FixOptions) -> boo
     )
 
 
+def _strip_step(kinds: tuple[str, ...]) -> Step:
+    names = [
+        "EXIF (with GPS location)" if kind == "exif" and "gps" in kinds else METADATA_TEXT[kind]
+        for kind in kinds
+        if kind in METADATA_TEXT
+    ]
+    return Step("strip", f"remove {', '.join(names)}; pixels untouched")
+
+
+def _strip_problem(source: Path) -> str | None:
+    """Why the metadata cannot be cut out of ``source`` losslessly, or None when it can.
+
+    A file that cannot be read now counts as strippable: the writer reports the read error.
+    """
+    try:
+        strip_metadata(source.read_bytes())
+    except MetadataStructureError as exc:
+        return str(exc)
+    except OSError:
+        return None
+    return None
+
+
+def _try_png(
+    source: Path, job: ImageJob, options: FixOptions, warnings: list[str]
+) -> tuple[ImageJob, bytes | None, str]:
+    """Encode an opaque PNG that is over the size limit as an optimised PNG, and keep it if it fits.
+
+    Returns the job to follow (PNG when it fits, else ``job``), the PNG's bytes when it fits,
+    and otherwise why the image becomes JPEG. A render that fails leaves ``job`` as it is: the
+    writer meets the same problem and reports it.
+    """
+    png = dataclasses.replace(job, format="PNG")
+    found: list[str] = []
+    try:
+        data = _encode(_render(source, png, options, found), "PNG")
+    except RENDER_ERRORS:
+        return job, None, " (over the size limit, no transparency)"
+    if len(data) <= size_target():
+        warnings.extend(found)
+        return png, data, ""
+    return job, None, f" (optimised PNG still {spec.size_text(len(data))}; no transparency)"
+
+
 def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
     """The smallest set of steps that makes an image pass.
 
     A file that passes gets no steps and is copied byte for byte, under the right extension
     when ``extension_mismatch``; an MPO's extra frames are left as they are, since the service
-    reads the first. Otherwise the steps are listed and ``plan.data["image"]`` holds the
-    ``ImageJob`` the writer follows. Only an image with an alpha channel that must change format
-    is decoded here, to learn whether any pixel is transparent (PNG) or none is (JPEG).
+    reads the first. When it carries metadata (and ``keep_metadata`` is off) its one step is
+    ``strip`` (``plan.data["strip"]``): the metadata is cut out and the pixels left untouched,
+    or, when the file's structure does not allow that, it is re-encoded with a warning.
+    Otherwise the steps are listed and ``plan.data["image"]`` holds the ``ImageJob`` the writer
+    follows. Only an image with an alpha channel that must change format is decoded here, to
+    learn whether any pixel is transparent (PNG) or none is (JPEG); an opaque PNG over the size
+    limit is encoded here as an optimised PNG, kept in ``plan.data["encoded"]`` when it fits
+    (else the image becomes JPEG).
     """
     info = report.info
     suffix = _source_suffix(report.path)
@@ -339,8 +404,20 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
     unfixable = _unfixable(report)
     if unfixable:
         return FixPlan(report, unfixable=unfixable, suffix=suffix)
+    source = Path(report.local_path or report.path)
+    warnings: list[str] = []
     if not _needs_work(report, info, options):
-        return FixPlan(report, suffix=_suffix_for(info.format, report.path), data={"warnings": []})
+        kept_suffix = _suffix_for(info.format, report.path)
+        if options.keep_metadata or not info.metadata:
+            return FixPlan(report, suffix=kept_suffix, data={"warnings": warnings})
+        problem = _strip_problem(source)
+        if problem is None:
+            strip = {"strip": True, "warnings": warnings}
+            return FixPlan(report, (_strip_step(info.metadata),), suffix=kept_suffix, data=strip)
+        warnings.append(
+            f"the metadata cannot be cut out without re-encoding ({problem}); the image is "
+            "re-encoded without it"
+        )
     upright = (info.display_width, info.display_height)
     try:
         layout, factor = plan_layout(
@@ -352,6 +429,13 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
     fmt = _output_format(report, info, options)
     fill = "blur" if options.fit == "blur" else options.pad_color
     flatten = options.flatten if info.has_alpha and fmt == "JPEG" else None
+    job = ImageJob(format=fmt, source_size=upright, layout=layout, fill=fill, flatten=flatten)
+    encoded: bytes | None = None
+    reason = ""
+    if fmt == "JPEG" and info.format == "PNG" and flatten is None:
+        # Only an opaque PNG over the size limit comes here: an optimised PNG is tried first.
+        job, encoded, reason = _try_png(source, job, options, warnings)
+        fmt = job.format
     steps: list[Step] = []
     if info.animated and info.format != "MPO":
         steps.append(Step("frame", f"keep the first of {info.frames} frames"))
@@ -365,7 +449,6 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
             )
         )
     if info.format not in (fmt, "MPO"):
-        reason = " (over the size limit, no transparency)" if info.format == "PNG" else ""
         steps.append(Step("convert", f"{info.format} -> {fmt}{reason}"))
     colour = _colour_step(info, "RGBA" if fmt == "PNG" and info.has_alpha else "RGB")
     if colour is not None:
@@ -374,26 +457,28 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
         steps.append(Step("flatten", f"transparency onto {flatten}"))
     steps.extend(_layout_steps(info, layout, factor, fill))
     limit = spec.size_text(spec.IMAGE_MAX_BYTES)
-    encoding = (
-        f"JPEG quality {JPEG_QUALITY} (down to {JPEG_QUALITY_FLOOR}, then smaller, if over {limit})"
-        if fmt == "JPEG"
-        else f"optimised PNG (smaller if over {limit})"
-    )
+    if fmt == "JPEG":
+        encoding = (
+            f"JPEG quality {JPEG_QUALITY} (down to {JPEG_QUALITY_FLOOR}, then smaller, "
+            f"if over {limit})"
+        )
+    elif encoded is not None:
+        encoding = (
+            f"optimised PNG: {spec.size_text(info.size_bytes)} -> {spec.size_text(len(encoded))}"
+        )
+    else:
+        encoding = f"optimised PNG (smaller if over {limit})"
     metadata = "EXIF kept (orientation 1)" if options.keep_metadata else "EXIF/GPS/XMP removed"
     steps.append(Step("encode", f"{encoding}; {metadata}"))
-    warnings = []
     if factor > UPSCALE_WARN_FACTOR:
         warnings.append(
             f"upscaled ×{factor:.2f} from {_size_text(upright)}: detail cannot be invented; "
             "use a larger original if there is one"
         )
-    job = ImageJob(format=fmt, source_size=upright, layout=layout, fill=fill, flatten=flatten)
-    return FixPlan(
-        report,
-        steps=tuple(steps),
-        suffix=_suffix_for(fmt, report.path),
-        data={"image": job, "warnings": warnings},
-    )
+    data: dict[str, Any] = {"image": job, "warnings": warnings}
+    if encoded is not None:
+        data["encoded"] = encoded
+    return FixPlan(report, steps=tuple(steps), suffix=_suffix_for(fmt, report.path), data=data)
 
 
 # --- Writing --------------------------------------------------------------------------------------
@@ -642,16 +727,22 @@ def _best_jpeg(rendered: _Rendered, target: int) -> tuple[bytes | None, int]:
     return _optimised_jpeg(rendered, low, best), floor_bytes
 
 
+def size_target() -> int:
+    """The most bytes an encoded image may have: the API's limit less the margin."""
+    return int(spec.IMAGE_MAX_BYTES * (1 - SIZE_MARGIN))
+
+
 def encode_within_limit(rendered: _Rendered, fmt: OutputFormat, warnings: list[str]) -> bytes:
     """Encode under the byte limit (less a margin): JPEG quality first, then downscale.
 
-    A PNG is always optimised; when still too big it is downscaled (a PNG that may lose its
-    format was made a JPEG by the plan already). Every attempt is encoded in memory.
+    A PNG is always optimised; when still too big it is downscaled (an opaque PNG that did not
+    fit as an optimised PNG was made a JPEG by the plan already). Every attempt is encoded in
+    memory.
 
     Raises:
         FixError: the file is still too big at the API's minimum side.
     """
-    target = int(spec.IMAGE_MAX_BYTES * (1 - SIZE_MARGIN))
+    target = size_target()
     full = rendered.image
     scale = 1.0
     while True:
@@ -682,13 +773,33 @@ def encode_within_limit(rendered: _Rendered, fmt: OutputFormat, warnings: list[s
 def write_image(source: Path, plan: FixPlan, destination: Path, options: FixOptions) -> None:
     """Carry out an image plan, writing the result to ``destination``.
 
-    What happened beyond the plan (a downscale to fit the byte limit, an unusable ICC profile)
-    is appended to ``plan.data["warnings"]``.
+    A ``strip`` plan writes the source's bytes without their metadata; a plan that holds the
+    encoded image already (an optimised PNG tried while planning) writes those bytes. What
+    happened beyond the plan (a downscale to fit the byte limit, an unusable ICC profile) is
+    appended to ``plan.data["warnings"]``.
 
     Raises:
-        FixError: the plan holds no image job; the image cannot be decoded, converted, brought
-            under the byte limit or written.
+        FixError: the plan holds no image job; the image cannot be read, decoded, converted,
+            stripped of its metadata, brought under the byte limit or written.
     """
+    data = _image_bytes(source, plan, options)
+    try:
+        destination.write_bytes(data)
+    except OSError as exc:
+        raise FixError(f"{destination}: cannot write the output: {exc}") from exc
+
+
+def _image_bytes(source: Path, plan: FixPlan, options: FixOptions) -> bytes:
+    encoded = plan.data.get("encoded")
+    if isinstance(encoded, bytes):
+        return encoded
+    if plan.data.get("strip") is True:
+        try:
+            return strip_metadata(source.read_bytes())
+        except MetadataStructureError as exc:
+            raise FixError(f"{source}: cannot remove its metadata: {exc}") from exc
+        except OSError as exc:
+            raise FixError(f"{source}: cannot read the image: {exc}") from exc
     job = plan.data.get("image")
     if not isinstance(job, ImageJob):
         raise FixError(f"{source}: the plan has no image steps to carry out")
@@ -704,7 +815,4 @@ def write_image(source: Path, plan: FixPlan, destination: Path, options: FixOpti
         raise FixError(f"{source}: the embedded ICC profile cannot convert it: {exc}") from exc
     except (OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
         raise FixError(f"{source}: cannot process the image: {exc}") from exc
-    try:
-        destination.write_bytes(data)
-    except OSError as exc:
-        raise FixError(f"{destination}: cannot write the output: {exc}") from exc
+    return data

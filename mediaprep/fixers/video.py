@@ -3,8 +3,8 @@
 Three ways to write a video, cheapest first:
 
 * ``rename``: the bytes already pass but the extension is wrong; copy them under ``.mp4``.
-* ``remux``: compliant H.264 in the wrong container (or audio to drop); copy the video stream
-  into MP4 without re-encoding.
+* ``remux``: compliant H.264 in the wrong container (or audio to drop, or a location tag to
+  remove from a file that passes); copy the video stream into MP4 without re-encoding.
 * ``transcode``: everything else; H.264 High, yuv420p, CRF, AAC, ``+faststart``.
 
 Decisions where the contract is silent (the README's "fix decisions" repeats them):
@@ -218,10 +218,11 @@ def plan_video(report: FileReport, options: FixOptions) -> FixPlan:
     """The smallest set of steps that makes a video pass.
 
     A file that passes ``check`` gets no steps and is copied byte for byte, unless the options
-    ask for a change (``mute`` with audio, a ``start``, an ``orientation`` it does not have); a
-    wrong extension alone is fixed by copying under ``.mp4``. A passing video stream in the
-    wrong container (or with audio to drop) is copied into MP4 without re-encoding; anything
-    else is transcoded.
+    ask for a change (``mute`` with audio, a ``start``, an ``orientation`` it does not have) or
+    it carries a location tag (unless ``keep_metadata``): then its streams are copied into a
+    new file without tags. A wrong extension alone is fixed by copying under ``.mp4``. A
+    passing video stream in the wrong container (or with audio to drop) is copied into MP4
+    without re-encoding; anything else is transcoded.
     ``plan.data["job"]`` is the :class:`VideoJob` for :func:`write_video`;
     ``plan.data["warnings"]`` lists what the user should know about the result.
 
@@ -241,7 +242,9 @@ def plan_video(report: FileReport, options: FixOptions) -> FixPlan:
     if options.start > 0 or reframe or not (report.ok or _container_only(info, frame)):
         return _plan_transcode(report, info, options, frame, blur, pad_color)
     if mute or not report.ok:
-        return _plan_remux(report, info, mute, suffix)
+        return _plan_remux(report, info, mute, suffix, options.keep_metadata)
+    if "location" in info.metadata and not options.keep_metadata:
+        return _plan_strip(report, info, suffix)
     if any(f.code == "extension_mismatch" for f in report.findings):
         step = Step("rename", f"{suffix or 'no extension'} -> .mp4 (bytes copied unchanged)")
         job = VideoJob("rename", "mp4", "copy", info.duration or 0.0)
@@ -249,7 +252,17 @@ def plan_video(report: FileReport, options: FixOptions) -> FixPlan:
     return FixPlan(report, suffix=suffix, data={"warnings": []})
 
 
-def _plan_remux(report: FileReport, info: VideoInfo, mute: bool, suffix: str) -> FixPlan:
+def _plan_strip(report: FileReport, info: VideoInfo, suffix: str) -> FixPlan:
+    """A passing video that says where it was filmed: its streams copied, its tags left out."""
+    container: Literal["mp4", "mov"] = "mov" if suffix.lower() == ".mov" else "mp4"
+    step = Step("strip", "remove the location (every tag goes); streams copied, no re-encode")
+    job = VideoJob("remux", container, "copy" if info.audio else "none", info.duration or 0.0)
+    return FixPlan(report, (step,), suffix=f".{container}", data={"job": job, "warnings": []})
+
+
+def _plan_remux(
+    report: FileReport, info: VideoInfo, mute: bool, suffix: str, keep_metadata: bool
+) -> FixPlan:
     container: Literal["mp4", "mov"] = "mov" if suffix.lower() == ".mov" else "mp4"
     steps = []
     if any(f.code == "container_unsupported" for f in report.findings):
@@ -262,7 +275,7 @@ def _plan_remux(report: FileReport, info: VideoInfo, mute: bool, suffix: str) ->
     elif info.audio:
         audio = "aac"
         steps.append(Step("audio", f"{info.audio[0].codec} -> AAC {AUDIO_BITRATE}b/s"))
-    job = VideoJob("remux", container, audio, info.duration or 0.0)
+    job = VideoJob("remux", container, audio, info.duration or 0.0, keep_metadata=keep_metadata)
     return FixPlan(report, tuple(steps), suffix=f".{container}", data={"job": job, "warnings": []})
 
 
@@ -328,10 +341,13 @@ def _plan_transcode(
             f"{info.bit_depth}-bit video converted to 8-bit without tone mapping; "
             "HDR colours may look flat"
         )
+    # ultrafast turns off CABAC and 8x8 transforms, so x264 writes Constrained Baseline.
+    profile = "Constrained Baseline" if options.preset == "ultrafast" else "High"
     steps.append(
         Step(
             "encode",
-            f"H.264 High, yuv420p, CRF {options.crf}, preset {options.preset}, MP4 (faststart)",
+            f"H.264 {profile}, yuv420p, CRF {options.crf}, preset {options.preset}, "
+            "MP4 (faststart)",
         )
     )
     if info.size_bytes > spec.VIDEO_MAX_BYTES:

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import IO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .. import spec
 from ..findings import FileReport, Finding
@@ -22,11 +22,32 @@ else:
     register_heif_opener()
 
 EXIF_ORIENTATION_TAG = 0x0112
+#: The EXIF tag that points to the GPS block: present, the picture says where it was taken.
+EXIF_GPS_IFD_TAG = 0x8825
 #: Orientations 5-8 turn the picture a quarter: width and height swap on display.
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Draft mode decodes JPEGs at 1/8 scale at most; enough to prove every block decodes.
 DRAFT_SCALE = 8
+#: The kinds of personal metadata ``ImageInfo.metadata`` names, in the order it lists them.
+METADATA_KINDS = ("exif", "gps", "xmp", "iptc", "text")
+#: JPEG segments that hold metadata: APP1 is EXIF (``Exif\0\0``) or XMP, APP13 is Photoshop's
+#: IPTC block, COM is a comment.
+JPEG_METADATA_SEGMENTS = {"APP13": "iptc", "COM": "text"}
+#: Pillow's ``info`` keys for metadata in the other formats.
+INFO_METADATA_KEYS = {"exif": "exif", "xmp": "xmp", "photoshop": "iptc", "comment": "text"}
+PNG_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+#: A PNG text chunk's keyword is 1-79 bytes and ends with a NUL.
+PNG_KEYWORD_MAX = 79
+#: Text chunk keywords that carry a known kind of metadata (ImageMagick writes EXIF and IPTC
+#: as "Raw profile" text); any other text is "text".
+PNG_TEXT_KINDS = {
+    b"XML:com.adobe.xmp": "xmp",
+    b"Raw profile type exif": "exif",
+    b"Raw profile type APP1": "exif",
+    b"Raw profile type iptc": "iptc",
+    b"Raw profile type xmp": "xmp",
+}
 
 
 class ImageUnreadable(Exception):
@@ -56,53 +77,90 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageUnreadable(str(exc) or type(exc).__name__) from exc
 
 
-def _png_exif_chunk(stream: IO[bytes]) -> bytes | None:
-    """Find a PNG's eXIf chunk by walking chunk headers, without decoding any pixels."""
+def _png_metadata(stream: IO[bytes]) -> tuple[bytes | None, set[str]]:
+    """Walk a PNG's chunk headers, decoding no pixels: its eXIf data and its text kinds.
+
+    Pillow sees chunks after the pixel data only once it decodes them; the walk sees them all.
+    A chunk cut short ends the walk (the decode reports the damage).
+    """
+    exif = None
+    kinds: set[str] = set()
     stream.seek(0)
     if stream.read(8) != PNG_SIGNATURE:
-        return None
+        return exif, kinds
     while True:
         header = stream.read(8)
         if len(header) < 8:
-            return None
+            return exif, kinds
         length, chunk_type = struct.unpack(">I4s", header)
-        if chunk_type == b"eXIf":
-            data = stream.read(length)
-            return data if len(data) == length else None
+        read = b""
         if chunk_type == b"IEND":
-            return None
-        stream.seek(length + 4, os.SEEK_CUR)
+            return exif, kinds
+        if chunk_type == b"eXIf" and exif is None:
+            read = stream.read(length)
+            if len(read) < length:
+                return exif, kinds
+            exif = read
+        elif chunk_type in PNG_TEXT_CHUNKS:
+            read = stream.read(min(length, PNG_KEYWORD_MAX + 1))
+            kinds.add(PNG_TEXT_KINDS.get(read.split(b"\0", 1)[0], "text"))
+        stream.seek(length - len(read) + 4, os.SEEK_CUR)
 
 
-def read_orientation(image: Image.Image, path: str | os.PathLike[str]) -> tuple[int, bool]:
-    """Return the EXIF orientation (1 when absent) and whether the image has EXIF at all.
+def _jpeg_kinds(image: JpegImagePlugin.JpegImageFile) -> set[str]:
+    """The metadata kinds of the segments Pillow collected while reading a JPEG's header."""
+    kinds = set()
+    for marker, data in image.applist:
+        if marker == "APP1":
+            kinds.add("exif" if data.startswith(b"Exif") else "xmp")
+        elif marker in JPEG_METADATA_SEGMENTS:
+            kinds.add(JPEG_METADATA_SEGMENTS[marker])
+    return kinds
+
+
+def _read_exif(
+    image: Image.Image, path: str | os.PathLike[str]
+) -> tuple[Image.Exif | None, bool, set[str]]:
+    """The parsed EXIF (None when unreadable), whether EXIF is there at all, the metadata kinds.
 
     On a PNG, Pillow's ``getexif()`` decodes the whole image to find an eXIf chunk after the
-    pixel data; here the chunk headers are walked instead.
+    pixel data; here the chunk headers are walked instead. A JPEG's kinds come from the
+    segments Pillow collected while reading its header.
     """
     if image.format == "PNG":
-        raw = image.info.get("exif")
-        if not isinstance(raw, bytes):
-            with open(path, "rb") as stream:
-                raw = _png_exif_chunk(stream)
+        with open(path, "rb") as stream:
+            raw, kinds = _png_metadata(stream)
         if not raw:
-            return 1, False
+            return None, False, kinds
+        kinds.add("exif")
         exif = Image.Exif()
         try:
             exif.load(raw)
         except (OSError, SyntaxError, ValueError, struct.error):
-            return 1, True
+            return None, True, kinds
+        return exif, True, kinds
+    if isinstance(image, JpegImagePlugin.JpegImageFile):  # MPO too
+        kinds = _jpeg_kinds(image)
     else:
-        try:
-            exif = image.getexif()
-        except (OSError, SyntaxError, ValueError, struct.error):
-            return 1, False
-        if not exif:
-            return 1, "exif" in image.info
-    orientation = exif.get(EXIF_ORIENTATION_TAG, 1)
-    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
-        orientation = 1
-    return orientation, True
+        kinds = {kind for key, kind in INFO_METADATA_KEYS.items() if key in image.info}
+    try:
+        exif = image.getexif()
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return None, False, kinds
+    return exif, bool(exif) or "exif" in image.info, kinds
+
+
+def _orientation(exif: Image.Exif | None) -> int:
+    """The EXIF orientation, 1 when absent or not a valid value (1-8)."""
+    orientation = exif.get(EXIF_ORIENTATION_TAG, 1) if exif is not None else 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _metadata_kinds(exif: Image.Exif | None, kinds: set[str]) -> tuple[str, ...]:
+    """The kinds of metadata found, in ``METADATA_KINDS`` order; "gps" when the EXIF has GPS."""
+    if exif is not None and EXIF_GPS_IFD_TAG in exif:
+        kinds = kinds | {"gps"}
+    return tuple(kind for kind in METADATA_KINDS if kind in kinds)
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -130,7 +188,8 @@ def read_image_info(path: str | os.PathLike[str], *, decode: bool = True) -> Ima
     with open_image(path) as image:
         try:
             width, height = image.size
-            orientation, has_exif = read_orientation(image, path)
+            exif, has_exif, kinds = _read_exif(image, path)
+            orientation = _orientation(exif)
             frames = getattr(image, "n_frames", 1)
             info = ImageInfo(
                 format=image.format or "unknown",
@@ -147,6 +206,7 @@ def read_image_info(path: str | os.PathLike[str], *, decode: bool = True) -> Ima
                 has_icc_profile=bool(image.info.get("icc_profile")),
                 has_exif=has_exif,
                 decoded=decode,
+                metadata=_metadata_kinds(exif, kinds),
             )
             if decode:
                 image.seek(0)

@@ -15,6 +15,8 @@ from ..info import AudioStream, VideoInfo
 
 #: Codecs ffprobe reports for still pictures: a "video" stream of these is an image, not a clip.
 STILL_IMAGE_CODECS = frozenset({"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpegls"})
+#: A tag whose key holds this (any case) is a place: it is removed unless metadata is kept.
+LOCATION_KEY = "location"
 
 
 def _fraction(text: object) -> Fraction | None:
@@ -62,6 +64,19 @@ def _bit_depth(stream: dict[str, Any]) -> int | None:
         if f"p{depth}" in pix_fmt:
             return depth
     return 8 if pix_fmt else None
+
+
+def _metadata_kinds(fmt: dict[str, Any], streams: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The kinds of personal metadata in the format and stream tags: ("location",) or ().
+
+    A location comes under many keys (``location``, ``location-eng``,
+    ``com.apple.quicktime.location.ISO6709``); dates and encoder names are not personal.
+    """
+    for owner in (fmt, *streams):
+        tags = owner.get("tags")
+        if isinstance(tags, dict) and any(LOCATION_KEY in str(key).lower() for key in tags):
+            return ("location",)
+    return ()
 
 
 def video_info_from_probe(data: dict[str, Any], size_bytes: int) -> VideoInfo:
@@ -117,6 +132,7 @@ def video_info_from_probe(data: dict[str, Any], size_bytes: int) -> VideoInfo:
             )
             for a in audios
         ),
+        metadata=_metadata_kinds(fmt, streams),
     )
 
 
