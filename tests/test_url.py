@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import shutil
@@ -19,6 +20,11 @@ from mediaprep.inspectors.url import public_address_finding
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def handle(self) -> None:
+        # Clients here hang up mid-body on purpose (the byte limit): not the server's error.
+        with contextlib.suppress(ConnectionError):
+            super().handle()
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
