@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from .spec import size_text
+
 Severity = Literal["error", "warning", "info"]
 MediaKind = Literal["image", "video", "unknown"]
 
@@ -69,6 +71,17 @@ class Finding:
             "message": self.message,
             "fixable": self.fixable,
         }
+
+
+def file_too_large(noun: str, size_bytes: int, limit: int, *, fixable: bool) -> Finding:
+    """The ``file_too_large`` finding, quoting the size and the limit in MiB and in bytes."""
+    return Finding(
+        "file_too_large",
+        "error",
+        f"{noun} is {size_text(size_bytes)} ({size_bytes} bytes); "
+        f"the limit is {size_text(limit)} ({limit} bytes)",
+        fixable=fixable,
+    )
 
 
 def has_errors(findings: tuple[Finding, ...] | list[Finding]) -> bool:

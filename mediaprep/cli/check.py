@@ -24,7 +24,7 @@ from . import (
     style,
     use_color,
 )
-from .options import ElementArgs, element_options
+from .options import ElementArgs, element_options, element_or_paths
 
 #: A progress bar is drawn only when there are more files than this.
 PROGRESS_MIN_FILES = 4
@@ -149,17 +149,11 @@ def check(
     """
     element_report: ElementReport | None = None
     with library_errors():
-        if as_element:
-            if paths:
-                raise click.UsageError(
-                    "with --element, give the media with --frontal/--refer/--video"
-                )
-            element = element_args.build()
+        element = element_or_paths(as_element, element_args, paths)
+        if element is not None:
             element_report = check_element(element, fast=fast)
             files = list(element_report.files)
         else:
-            if not paths:
-                raise click.UsageError("give at least one file, folder or URL (or --element)")
             items = list(collect_paths(paths))
             show_bar = not as_json and len(items) > PROGRESS_MIN_FILES
             with progress_bar(len(items), "Checking", enabled=show_bar) as advance:

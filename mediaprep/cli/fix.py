@@ -30,7 +30,7 @@ from . import (
     use_color,
 )
 from .check import finding_line
-from .options import ElementArgs, element_options, fix_options
+from .options import ElementArgs, element_options, element_or_paths, fix_options
 
 DEFAULT_OUT_DIR = "mediaprep-out"
 
@@ -109,18 +109,11 @@ def fix(
     kept only if it passes. Exit code 0 when every output passes, 1 when any file failed, 2 for
     usage errors.
     """
-    element = None
     with library_errors():
-        if as_element:
-            if paths:
-                raise click.UsageError(
-                    "with --element, give the media with --frontal/--refer/--video"
-                )
-            element = element_args.build()
+        element = element_or_paths(as_element, element_args, paths)
+        if element is not None:
             items = [(media, False) for media in element.media]
         else:
-            if not paths:
-                raise click.UsageError("give at least one file, folder or URL (or --element)")
             items = list(collect_paths(paths))
         reports = inspect_many(items, workers=4)
         if dry_run:

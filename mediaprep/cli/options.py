@@ -78,49 +78,49 @@ class ElementArgs:
             raise click.UsageError(str(exc)) from exc
 
 
-def element_options(command: F) -> F:
-    """Add the element options (``--name``, ``--frontal``, ``--video``, ``--tag``...).
+def element_or_paths(
+    as_element: bool, element_args: ElementArgs, paths: tuple[str, ...]
+) -> Element | None:
+    """The element with ``--element`` (then no paths may be given), else None (then some must).
 
-    The command receives them as one ``element_args: ElementArgs`` keyword argument.
+    Raises:
+        click.UsageError: paths with ``--element``, none without it, or bad element options.
     """
+    if as_element:
+        if paths:
+            raise click.UsageError("with --element, give the media with --frontal/--refer/--video")
+        return element_args.build()
+    if not paths:
+        raise click.UsageError("give at least one file, folder or URL (or --element)")
+    return None
 
-    @functools.wraps(command)
-    def with_element_args(*args: Any, **kwargs: Any) -> Any:
-        values = {field: kwargs.pop(field) for field in ELEMENT_FIELDS}
-        return command(*args, element_args=ElementArgs(**values), **kwargs)
 
-    options = [
-        click.option("--name", help=f"Element name (1-{spec.NAME_MAX_CHARS} characters)."),
-        click.option(
-            "--description",
-            help=f"Element description (1-{spec.DESCRIPTION_MAX_CHARS} characters).",
-        ),
-        click.option("--frontal", metavar="PATH|URL", help="Frontal reference image."),
-        click.option(
-            "--refer",
-            "refers",
-            multiple=True,
-            metavar="PATH|URL",
-            help=f"Another reference image ({spec.REFER_IMAGES_MIN}-{spec.REFER_IMAGES_MAX} of "
-            "them); repeat the option.",
-        ),
-        click.option(
-            "--video", "videos", multiple=True, metavar="PATH|URL", help="Reference video."
-        ),
-        click.option(
-            "--tag",
-            "tags",
-            multiple=True,
-            metavar="TAG",
-            help="Tag id or English name (o_102, character); repeat the option.",
-        ),
-        click.option("--voice-id", help="Voice to bind (video elements only)."),
-        click.option("--callback-url", help="URL the service calls when the task ends."),
-    ]
-    wrapped: Any = with_element_args
-    for option in reversed(options):
-        wrapped = option(wrapped)
-    return wrapped  # type: ignore[no-any-return]
+ELEMENT_OPTIONS = [
+    click.option("--name", help=f"Element name (1-{spec.NAME_MAX_CHARS} characters)."),
+    click.option(
+        "--description",
+        help=f"Element description (1-{spec.DESCRIPTION_MAX_CHARS} characters).",
+    ),
+    click.option("--frontal", metavar="PATH|URL", help="Frontal reference image."),
+    click.option(
+        "--refer",
+        "refers",
+        multiple=True,
+        metavar="PATH|URL",
+        help=f"Another reference image ({spec.REFER_IMAGES_MIN}-{spec.REFER_IMAGES_MAX} of "
+        "them); repeat the option.",
+    ),
+    click.option("--video", "videos", multiple=True, metavar="PATH|URL", help="Reference video."),
+    click.option(
+        "--tag",
+        "tags",
+        multiple=True,
+        metavar="TAG",
+        help="Tag id or English name (o_102, character); repeat the option.",
+    ),
+    click.option("--voice-id", help="Voice to bind (video elements only)."),
+    click.option("--callback-url", help="URL the service calls when the task ends."),
+]
 
 
 FIX_FIELDS = (
@@ -138,75 +138,60 @@ FIX_FIELDS = (
 )
 
 
-def fix_options(command: F) -> F:
-    """Add the options that say how files are repaired (``--fit``, ``--mute``...).
-
-    The command receives them as one ``fix_options: FixOptions`` keyword argument.
-    """
-
-    @functools.wraps(command)
-    def with_fix_options(*args: Any, **kwargs: Any) -> Any:
-        values = {field: kwargs.pop(field) for field in FIX_FIELDS}
-        return command(*args, fix_options=fix_options_from(**values), **kwargs)
-
-    options = [
-        click.option(
-            "--fit",
-            type=click.Choice(["pad", "crop", "blur"]),
-            default="pad",
-            show_default=True,
-            help="Reach the allowed shape by padding, cropping, or padding with a blurred copy.",
-        ),
-        click.option(
-            "--pad-color",
-            default=None,
-            help="Padding colour (name or #hex), or 'blur'.  [default: white for images, black "
-            "for videos]",
-        ),
-        click.option("--flatten", metavar="COLOR", help="Put transparency on COLOR; write JPEG."),
-        click.option(
-            "--min-side",
-            type=click.IntRange(min=spec.IMAGE_MIN_SIDE),
-            default=spec.IMAGE_MIN_SIDE,
-            show_default=True,
-            help="Upscale small images so the short side is this many pixels.",
-        ),
-        click.option(
-            "--keep-metadata",
-            is_flag=True,
-            help="Keep metadata: EXIF/GPS/XMP in images, tags (location too) in videos.",
-        ),
-        click.option(
-            "--orientation",
-            type=click.Choice(["auto", "landscape", "portrait"]),
-            default="auto",
-            show_default=True,
-            help=f"Video output: {spec.frame_text(spec.VIDEO_LANDSCAPE)} (landscape) or "
-            f"{spec.frame_text(spec.VIDEO_PORTRAIT)} (portrait).",
-        ),
-        click.option("--preset", default=None, help="x264 preset for video transcodes."),
-        click.option(
-            "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="x264 CRF."
-        ),
-        click.option(
-            "--start",
-            type=click.FloatRange(min=0),
-            default=0.0,
-            show_default=True,
-            help="Where to start keeping a long video, in seconds.",
-        ),
-        click.option(
-            "--extend",
-            type=click.Choice(["loop", "freeze"]),
-            default=None,
-            help="Lengthen a video shorter than 3 s by looping it or holding its last frame.",
-        ),
-        click.option("--mute", is_flag=True, help="Drop video audio (no voice customization)."),
-    ]
-    wrapped: Any = with_fix_options
-    for option in reversed(options):
-        wrapped = option(wrapped)
-    return wrapped  # type: ignore[no-any-return]
+FIX_OPTIONS = [
+    click.option(
+        "--fit",
+        type=click.Choice(["pad", "crop", "blur"]),
+        default="pad",
+        show_default=True,
+        help="Reach the allowed shape by padding, cropping, or padding with a blurred copy.",
+    ),
+    click.option(
+        "--pad-color",
+        default=None,
+        help="Padding colour (name or #hex), or 'blur'.  [default: white for images, black "
+        "for videos]",
+    ),
+    click.option("--flatten", metavar="COLOR", help="Put transparency on COLOR; write JPEG."),
+    click.option(
+        "--min-side",
+        type=click.IntRange(min=spec.IMAGE_MIN_SIDE),
+        default=spec.IMAGE_MIN_SIDE,
+        show_default=True,
+        help="Upscale small images so the short side is this many pixels.",
+    ),
+    click.option(
+        "--keep-metadata",
+        is_flag=True,
+        help="Keep metadata: EXIF/GPS/XMP in images, tags (location too) in videos.",
+    ),
+    click.option(
+        "--orientation",
+        type=click.Choice(["auto", "landscape", "portrait"]),
+        default="auto",
+        show_default=True,
+        help=f"Video output: {spec.frame_text(spec.VIDEO_LANDSCAPE)} (landscape) or "
+        f"{spec.frame_text(spec.VIDEO_PORTRAIT)} (portrait).",
+    ),
+    click.option("--preset", default=None, help="x264 preset for video transcodes."),
+    click.option(
+        "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="x264 CRF."
+    ),
+    click.option(
+        "--start",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help="Where to start keeping a long video, in seconds.",
+    ),
+    click.option(
+        "--extend",
+        type=click.Choice(["loop", "freeze"]),
+        default=None,
+        help="Lengthen a video shorter than 3 s by looping it or holding its last frame.",
+    ),
+    click.option("--mute", is_flag=True, help="Drop video audio (no voice customization)."),
+]
 
 
 def fix_options_from(
@@ -245,3 +230,34 @@ def fix_options_from(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def _option_group(
+    options: list[Callable[[Any], Any]],
+    fields: tuple[str, ...],
+    keyword: str,
+    build: Callable[..., Any],
+) -> Callable[[F], F]:
+    """A decorator adding ``options`` that hands the command ``build(**their values)`` as one
+    ``keyword`` argument instead of one parameter per option."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def grouped(*args: Any, **kwargs: Any) -> Any:
+            values = {field: kwargs.pop(field) for field in fields}
+            return command(*args, **{keyword: build(**values)}, **kwargs)
+
+        wrapped: Any = grouped
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return wrapped  # type: ignore[no-any-return]
+
+    return decorate
+
+
+#: The element options (``--name``, ``--frontal``, ``--video``, ``--tag``...), handed to the
+#: command as ``element_args: ElementArgs``.
+element_options = _option_group(ELEMENT_OPTIONS, ELEMENT_FIELDS, "element_args", ElementArgs)
+#: How files are repaired (``--fit``, ``--mute``...), handed to the command as
+#: ``fix_options: FixOptions``.
+fix_options = _option_group(FIX_OPTIONS, FIX_FIELDS, "fix_options", fix_options_from)

@@ -53,6 +53,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
 
 
+def wait_timeout_option(help_text: str) -> Callable[[F], F]:
+    """``--timeout``: how long to wait for a task, in seconds."""
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_WAIT_SECONDS,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def api_options(command: F) -> F:
     """Add ``--api-key``, ``--base-url`` and ``--config``."""
     options = [
@@ -318,13 +329,7 @@ def _with_hint(message: str, exc: APIError, run: _Run) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Print the exact request; send nothing.")
 @click.option("--no-wait", is_flag=True, help="Stop once the task is created.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_WAIT_SECONDS,
-    show_default=True,
-    help="Seconds to wait for the element.",
-)
+@wait_timeout_option("Seconds to wait for the element.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @api_options
 @click.option("--data-uri", is_flag=True, help="Send local files as data: URIs, not raw Base64.")
@@ -391,13 +396,7 @@ def submit_command(
     help="Resume from a receipt written by submit (and update it).",
 )
 @click.option("--wait", is_flag=True, help="Wait until the task ends.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_WAIT_SECONDS,
-    show_default=True,
-    help="Seconds to wait with --wait.",
-)
+@wait_timeout_option("Seconds to wait with --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @api_options
 @click.pass_context

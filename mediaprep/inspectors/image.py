@@ -11,7 +11,7 @@ from typing import IO
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .. import spec
-from ..findings import FileReport, Finding
+from ..findings import FileReport, Finding, file_too_large
 from ..info import ImageInfo
 
 try:  # HEIC/HEIF is optional: pip install 'mediaprep[heif]'
@@ -246,14 +246,7 @@ def image_findings(info: ImageInfo, path: str | os.PathLike[str]) -> list[Findin
             )
     if info.size_bytes > spec.IMAGE_MAX_BYTES:
         findings.append(
-            Finding(
-                "file_too_large",
-                "error",
-                f"image is {spec.size_text(info.size_bytes)} ({info.size_bytes} bytes); "
-                f"the limit is {spec.size_text(spec.IMAGE_MAX_BYTES)} "
-                f"({spec.IMAGE_MAX_BYTES} bytes)",
-                fixable=True,
-            )
+            file_too_large("image", info.size_bytes, spec.IMAGE_MAX_BYTES, fixable=True)
         )
     width, height = info.display_width, info.display_height
     if min(width, height) < spec.IMAGE_MIN_SIDE:

@@ -10,7 +10,7 @@ from typing import Any
 from .. import spec
 from ..errors import ToolError
 from ..ffmpeg import PROBE_TIMEOUT_SECONDS, probe
-from ..findings import FileReport, Finding
+from ..findings import FileReport, Finding, file_too_large
 from ..info import AudioStream, VideoInfo
 
 #: Codecs ffprobe reports for still pictures: a "video" stream of these is an image, not a clip.
@@ -177,14 +177,7 @@ def video_findings(info: VideoInfo, path: str | os.PathLike[str]) -> list[Findin
         )
     if info.size_bytes > spec.VIDEO_MAX_BYTES:
         findings.append(
-            Finding(
-                "file_too_large",
-                "error",
-                f"video is {spec.size_text(info.size_bytes)} ({info.size_bytes} bytes); "
-                f"the limit is {spec.size_text(spec.VIDEO_MAX_BYTES)} "
-                f"({spec.VIDEO_MAX_BYTES} bytes)",
-                fixable=info.has_video,
-            )
+            file_too_large("video", info.size_bytes, spec.VIDEO_MAX_BYTES, fixable=info.has_video)
         )
     if not info.has_video:
         findings.append(
