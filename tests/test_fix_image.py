@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import os
 import struct
@@ -348,6 +349,8 @@ FORMATS = [
 ]
 if features.check("avif"):
     FORMATS.append(("AVIF", ".avif", {"quality": 100}))
+if importlib.util.find_spec("pillow_heif"):  # the `heif` extra (the dev extra has it)
+    FORMATS.append(("HEIF", ".heic", {"quality": 95}))
 
 
 @pytest.mark.parametrize(("fmt", "suffix", "params"), FORMATS)
