@@ -25,7 +25,6 @@ FindingCode = Literal[
     "aspect_ratio_out_of_range",
     "animated",
     "decompression_bomb",
-    "upscaled",
     # videos
     "container_unsupported",
     "no_video_stream",
