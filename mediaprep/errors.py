@@ -7,6 +7,8 @@ what stops mediaprep from doing its job.
     ├── ToolNotFoundError        ffmpeg or ffprobe is not installed
     ├── ToolError                ffmpeg or ffprobe failed (keeps the command and stderr)
     │   └── ToolTimeoutError     ... or ran past its timeout
+    ├── ImageUnreadable          Pillow cannot read an image (inspectors make it a finding)
+    ├── ImageBomb                an image claims more pixels than is safe to decode
     ├── FixError                 a repair could not be made
     │   └── MetadataStructureError   a file's segments/chunks cannot be walked to strip metadata
     ├── CheckFailedError         an element fails the rules, so it is not sent (keeps reports)
@@ -83,8 +85,20 @@ class ToolTimeoutError(ToolError):
     """ffmpeg or ffprobe ran past its timeout and was killed."""
 
 
+class ImageUnreadable(MediaprepError):
+    """Pillow could not read the image; the message says why."""
+
+
+class ImageBomb(MediaprepError):
+    """The image claims more pixels than Pillow's decompression-bomb limit."""
+
+
 class FixError(MediaprepError):
     """A repair could not be made."""
+
+
+class MetadataStructureError(FixError):
+    """The file's segments or chunks do not follow its format: metadata cannot be cut out."""
 
 
 class CheckFailedError(MediaprepError):

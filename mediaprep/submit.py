@@ -31,7 +31,7 @@ from .errors import (
 )
 from .ffmpeg import Progress
 from .findings import ElementReport, FileReport
-from .fixers.output import ensure_out_dir
+from .fixers.output import ensure_out_dir, make_dir
 from .fixers.plan import FixOptions, FixResult, fix_file, plan_fix
 from .inspectors import Element, check_element, inspect_file, is_url
 
@@ -347,7 +347,7 @@ def _send(
         headers["Content-Length"] = str(body.content_length)
         yield DryRun("POST", url, headers, described)
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     path = receipt_path(out_dir, body.external_task_id)
     if path.exists():
         # Its task was sent before: never overwrite the receipt that may hold its element id.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import stat
 from collections.abc import Mapping
@@ -13,7 +14,6 @@ from click.testing import CliRunner
 
 from mediaprep import inspect_file
 from mediaprep.cli import main
-from mediaprep.fixers.output import UMASK
 
 
 def digest(path: Path) -> str:
@@ -159,12 +159,14 @@ def test_bad_fix_options_are_usage_errors(tmp_path: Path, media: Mapping[str, Pa
 
 
 def test_outputs_get_ordinary_permissions(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
     folder = stage(tmp_path, media, "img_300x300_png", "img_200x100_png")
     out = tmp_path / "out"
     code, output = run("fix", str(folder), "--out-dir", str(out))
     assert code == 0, output
     for path in out.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~UMASK, path
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 def test_unreadable_files_get_advice(tmp_path: Path, media: Mapping[str, Path]) -> None:
@@ -172,3 +174,14 @@ def test_unreadable_files_get_advice(tmp_path: Path, media: Mapping[str, Path]) 
     code, output = run("fix", str(folder), "--out-dir", str(tmp_path / "out"))
     assert code == 1
     assert output.count("export it again") == 2
+
+
+def test_an_out_dir_that_cannot_be_made_is_a_usage_error(
+    tmp_path: Path, media: Mapping[str, Path]
+) -> None:
+    folder = stage(tmp_path, media, "img_300x300_png")
+    blocker = tmp_path / "afile"
+    blocker.write_text("in the way")
+    code, output = run("fix", str(folder), "--out-dir", str(blocker / "sub"))
+    assert code == 2, output
+    assert "cannot create the output folder" in output

@@ -17,8 +17,8 @@ from PIL import Image, ImageCms, ImageDraw, ImageFile, PngImagePlugin
 
 from mediaprep import Element, FixOptions
 from mediaprep.api import Secret, Settings
-from mediaprep.errors import FixError
-from mediaprep.fixers.metadata import MetadataStructureError, strip_jpeg, strip_metadata, strip_png
+from mediaprep.errors import FixError, MetadataStructureError
+from mediaprep.fixers.metadata import strip_jpeg, strip_metadata, strip_png
 from mediaprep.info import ImageInfo
 from mediaprep.inspectors import inspect_image, inspect_local, video_info_from_probe
 from mediaprep.submit import DryRun, Fixed, submit

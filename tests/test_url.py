@@ -12,8 +12,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from mediaprep import inspect_file, spec
+from mediaprep.cli import main
 from mediaprep.inspectors import download
 from mediaprep.inspectors import url as url_module
 from mediaprep.inspectors.url import public_address_finding
@@ -149,3 +151,15 @@ def test_slow_download_stops_at_the_deadline(
     received = int(fetched.findings[-1].message.split("(")[-1].split()[0])
     assert 0 < received < 200  # it gave up long before the server's 200 bytes were sent
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fix_takes_a_url_and_fetches_it_once(served: tuple[str, Path], tmp_path: Path) -> None:
+    base, _root = served
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["fix", f"{base}/299x300.png", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [path.name for path in out.iterdir()] == ["299x300.png"]
+    assert inspect_file(out / "299x300.png").ok
+    plan = CliRunner().invoke(main, ["fix", f"{base}/299x300.png", "--dry-run", "-o", str(out)])
+    assert plan.exit_code == 0, plan.output
+    assert "upscale 299 × 300" in plan.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,13 +110,14 @@ def fix(
     kept only if it passes. Exit code 0 when every output passes, 1 when any file failed, 2 for
     usage errors.
     """
-    with library_errors():
+    # URL media are fetched once, into a folder that lives as long as the command.
+    with library_errors(), tempfile.TemporaryDirectory(prefix="mediaprep-") as downloads:
         element = element_or_paths(as_element, element_args, paths)
         if element is not None:
             items = [(media, False) for media in element.media]
         else:
             items = list(collect_paths(paths))
-        reports = inspect_many(items, workers=4)
+        reports = inspect_many(items, download_dir=downloads)
         if dry_run:
             for report in reports:
                 for line in plan_lines(report, fix_options):
@@ -169,7 +171,7 @@ def _fix_all(
                     report.path,
                     out_dir,
                     options,
-                    report=report if report.local_path else None,
+                    report=report,
                     on_progress=bar.update,
                     taken=taken,
                 )

@@ -23,11 +23,11 @@ from typing import Any, Final, Literal
 from PIL import Image, ImageCms, ImageColor, ImageFilter, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from .. import spec
-from ..errors import FixError
+from ..errors import FixError, ImageBomb, ImageUnreadable, MetadataStructureError
 from ..findings import FileReport, Finding
 from ..info import ImageInfo
-from ..inspectors.image import EXIF_ORIENTATION_TAG, ImageBomb, ImageUnreadable, open_image
-from .metadata import MetadataStructureError, strip_metadata
+from ..inspectors.image import EXIF_ORIENTATION_TAG, open_image
+from .metadata import strip_metadata
 from .plan import FixOptions, FixPlan, Step
 
 OutputFormat = Literal["JPEG", "PNG"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from ..errors import FixError
+from ..errors import MetadataStructureError
 from ..inspectors.image import PNG_SIGNATURE
 
 JPEG_SOI: Final = b"\xff\xd8"
@@ -39,10 +39,6 @@ MP_ENTRY_SIZE: Final = 16
 DROPPED_PNG_CHUNKS: Final = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
 #: A PNG chunk's length field is at most 2^31 - 1.
 PNG_MAX_CHUNK: Final = 2**31 - 1
-
-
-class MetadataStructureError(FixError):
-    """The file's segments or chunks do not follow its format: metadata cannot be cut out."""
 
 
 def strip_metadata(data: bytes) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,11 +18,14 @@ def temp_path_for(final: Path) -> Path:
     Keeping the suffix lets ffmpeg pick the muxer and lets the re-inspection judge the extension
     the final file will have.
     """
-    handle, name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
-    )
-    os.close(handle)
-    return Path(name)
+    while True:
+        candidate = final.parent / f".{final.stem}.{secrets.token_hex(4)}.part{final.suffix}"
+        try:
+            # 0666 less the umask, as for any new file: outputs are not made private.
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 @contextlib.contextmanager
@@ -40,26 +43,12 @@ def atomic_output(final: Path) -> Iterator[Path]:
         raise
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Read once, at import, while nothing else runs: os.umask can only be read by setting it.
-UMASK = _read_umask()
-
-
 def commit(temp: Path, final: Path) -> None:
     """Move a finished temporary file to its final name, refusing to overwrite anything.
-
-    The temporary file was created private (0600); the output gets the permissions any new file
-    gets here (0666 less the umask).
 
     Raises:
         FileExistsError: ``final`` appeared meanwhile (the temp file is left for the caller).
     """
-    os.chmod(temp, 0o666 & ~UMASK)
     try:
         os.link(temp, final)
     except OSError as exc:
@@ -105,5 +94,19 @@ def ensure_out_dir(out_dir: Path, inputs: Iterable[str]) -> Path:
                 f"{out_dir}: it holds the input {item}; choose another --out-dir so originals "
                 "stay untouched"
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return make_dir(out_dir)
+
+
+def make_dir(out_dir: Path) -> Path:
+    """Create a folder (and its parents) unless it exists.
+
+    Raises:
+        UsageError: it cannot be created (a file in the way, no permission...).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{out_dir}: cannot create the output folder: {exc.strerror or exc}"
+        ) from exc
     return out_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -12,10 +13,11 @@ from urllib.parse import urlsplit
 from PIL import Image, ImageOps
 
 from .. import spec
-from ..errors import UsageError
+from ..errors import ImageBomb, ImageUnreadable, UsageError
 from ..findings import ElementReport, FileReport, Finding
 from .file import inspect_file
-from .image import ImageBomb, ImageUnreadable, open_image
+from .image import open_image
+from .url import is_url
 
 HASH_SIZE = 8
 
@@ -262,7 +264,13 @@ def check_element(
     if reports is None:
         if download_dir is None:
             with tempfile.TemporaryDirectory(prefix="mediaprep-") as scratch:
-                return check_element(element, fast=fast, download_dir=scratch)
+                report = check_element(element, fast=fast, download_dir=scratch)
+            # The downloads are gone with the scratch folder: no report may point at them.
+            files = tuple(
+                dataclasses.replace(file, local_path=None) if is_url(file.path) else file
+                for file in report.files
+            )
+            return dataclasses.replace(report, files=files)
         reports = [
             inspect_file(media, fast=fast, download_dir=download_dir) for media in element.media
         ]

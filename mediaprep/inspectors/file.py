@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import ToolError, UsageError
+from ..errors import ImageBomb, ImageUnreadable, ToolError, UsageError
 from ..ffmpeg import PROBE_TIMEOUT_SECONDS, probe
 from ..findings import FileReport, Finding
-from .image import ImageBomb, ImageUnreadable, inspect_image, open_image
+from .image import inspect_image, open_image
 from .url import download, is_url
 from .video import inspect_video, is_still_image, tool_reason
 
@@ -153,13 +153,15 @@ def inspect_many(
     *,
     fast: bool = False,
     workers: int = DEFAULT_WORKERS,
+    download_dir: str | os.PathLike[str] | None = None,
     on_done: Callable[[FileReport], None] | None = None,
 ) -> list[FileReport]:
     """Inspect many files on a small thread pool; reports keep the input order.
 
     ``paths`` are ``(path, skip)`` pairs as :func:`collect_paths` yields them; skipped ones get a
-    report with ``skipped=True`` and no findings. ``on_done`` is called as each report is ready
-    (for a progress bar).
+    report with ``skipped=True`` and no findings. URLs are fetched into ``download_dir`` (kept,
+    see :func:`inspect_file`). ``on_done`` is called as each report is ready (for a progress
+    bar).
 
     Raises:
         ToolNotFoundError: ffprobe is needed and missing.
@@ -168,7 +170,9 @@ def inspect_many(
     def run(item: tuple[str, bool]) -> FileReport:
         path, skip = item
         report = (
-            FileReport(path, "unknown", skipped=True) if skip else inspect_file(path, fast=fast)
+            FileReport(path, "unknown", skipped=True)
+            if skip
+            else inspect_file(path, fast=fast, download_dir=download_dir)
         )
         if on_done is not None:
             on_done(report)

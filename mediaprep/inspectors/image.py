@@ -11,6 +11,7 @@ from typing import IO
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .. import spec
+from ..errors import ImageBomb, ImageUnreadable
 from ..findings import FileReport, Finding, file_too_large
 from ..info import ImageInfo
 
@@ -48,14 +49,6 @@ PNG_TEXT_KINDS = {
     b"Raw profile type iptc": "iptc",
     b"Raw profile type xmp": "xmp",
 }
-
-
-class ImageUnreadable(Exception):
-    """Pillow could not read the image; the message says why."""
-
-
-class ImageBomb(Exception):
-    """The image claims more pixels than Pillow's decompression-bomb limit."""
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
