@@ -10,6 +10,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mediaprep import inspect_file
@@ -85,11 +86,49 @@ def test_dry_run_writes_nothing(tmp_path: Path, media: Mapping[str, Path]) -> No
     folder = stage(tmp_path, media, "img_200x100_png", "img_300x300_png", "img_truncated_png")
     out = tmp_path / "out"
     code, output = run("fix", str(folder), "--out-dir", str(out), "--dry-run")
-    assert code == 0, output
+    assert code == 1, output  # as a real run: the truncated file cannot be fixed
     assert not out.exists()
     assert "FIX   " in output
     assert "COPY  " in output
     assert "CANNOT FIX" in output
+
+
+def test_dry_run_json(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_200x100_png", "img_300x300_png")
+    out = tmp_path / "out"
+    code, output = run("fix", str(folder), "--out-dir", str(out), "--dry-run", "--json")
+    assert code == 0, output
+    document = json.loads(output)
+    assert document["ok"] is True
+    assert document["dry_run"] is True
+    actions = {Path(f["path"]).name: f["action"] for f in document["files"]}
+    assert actions == {"200x100.png": "fix", "300x300.png": "copy"}
+    small = next(f for f in document["files"] if f["action"] == "fix")
+    assert small["steps"][0]["action"] == "resize"
+    assert small["before"][0]["code"] == "dimension_too_small"
+    assert not out.exists()
+
+
+def test_dry_run_checks_the_element_and_the_out_dir(
+    tmp_path: Path, media: Mapping[str, Path]
+) -> None:
+    same = str(media["img_1024x768_circle_jpg"])
+    element = ["--element", "--name", "Hero", "--description", "A hero", "--frontal", same]
+    code, output = run("fix", *element, "--refer", same, "--dry-run", "-o", str(tmp_path / "o"))
+    assert code == 1, output
+    assert "refer_image_duplicates_frontal" in output
+    folder = stage(tmp_path, media, "img_200x100_png")
+    code, output = run("fix", str(folder), "--out-dir", str(folder), "--dry-run")
+    assert code == 2, output
+
+
+def test_a_second_run_leaves_the_out_dir_alone(tmp_path: Path, media: Mapping[str, Path]) -> None:
+    folder = stage(tmp_path, media, "img_200x100_png")
+    out = folder / "mediaprep-out"
+    for _ in range(2):
+        code, output = run("fix", str(folder), "--out-dir", str(out))
+        assert code == 0, output
+    assert sorted(path.name for path in out.iterdir()) == ["200x100-1.png", "200x100.png"]
 
 
 def test_out_dir_holding_an_input_is_refused(tmp_path: Path, media: Mapping[str, Path]) -> None:
@@ -185,3 +224,19 @@ def test_an_out_dir_that_cannot_be_made_is_a_usage_error(
     code, output = run("fix", str(folder), "--out-dir", str(blocker / "sub"))
     assert code == 2, output
     assert "cannot create the output folder" in output
+
+
+def test_ctrl_c_exits_130_and_leaves_no_partial_file(
+    tmp_path: Path, media: Mapping[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = stage(tmp_path, media, "img_200x100_png")
+    out = tmp_path / "out"
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mediaprep.fixers.image.write_image", interrupted)
+    result = CliRunner().invoke(main, ["fix", str(folder), "--out-dir", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output
+    assert list(out.iterdir()) == []  # neither a final name nor a temp file

@@ -24,7 +24,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
+#: Usage errors exit 2: click does that itself (UsageError, BadParameter).
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(click.ClickException):

@@ -12,6 +12,7 @@ from .. import spec
 from ..findings import ElementReport, FileReport, Finding
 from ..info import ImageInfo, VideoInfo
 from ..inspectors import check_element, collect_paths, inspect_many
+from ..inspectors.file import DEFAULT_WORKERS
 from ..inspectors.video import container_accepted
 from . import (
     EXIT_FAILED,
@@ -133,7 +134,14 @@ def check_document(files: Sequence[FileReport], element: ElementReport | None) -
 @element_options
 @click.option("--fast", is_flag=True, help="Read image headers only; do not decode pixels.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (see README).")
-@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option(
+    "-j",
+    "--jobs",
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="How many files to inspect at once.",
+)
 def check(
     paths: tuple[str, ...],
     as_element: bool,

@@ -6,12 +6,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
-from ..findings import ElementReport, FileReport
-from ..fixers import FixOptions, FixResult, fix_file, plan_fix
-from ..fixers.output import ensure_out_dir
+from ..findings import ElementReport, FileReport, has_errors
+from ..fixers import FixOptions, FixPlan, FixResult, fix_file, plan_fix
+from ..fixers.output import check_out_dir, ensure_out_dir
 from ..inspectors import (
     Element,
     check_element,
@@ -22,6 +23,7 @@ from ..inspectors import (
 )
 from . import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     TranscodeBar,
     emit_json,
@@ -62,11 +64,28 @@ def result_lines(result: FixResult, *, color: bool) -> list[str]:
     return lines
 
 
-def plan_lines(report: FileReport, options: FixOptions) -> list[str]:
+def plan_action(plan: FixPlan) -> str:
+    """What a dry run says fix would do: ``fix``, ``copy`` or ``cannot_fix``."""
+    if not plan.can_fix:
+        return "cannot_fix"
+    return "copy" if plan.copy_only else "fix"
+
+
+def plan_document(plan: FixPlan) -> dict[str, Any]:
+    """One file of ``fix --dry-run --json``."""
+    return {
+        "path": plan.report.path,
+        "action": plan_action(plan),
+        "ok": plan.can_fix,
+        "steps": [step.to_dict() for step in plan.steps],
+        "before": [finding.to_dict() for finding in plan.report.findings],
+        "unfixable": [finding.to_dict() for finding in plan.unfixable],
+    }
+
+
+def plan_lines(plan: FixPlan) -> list[str]:
     """The human lines for a dry run: what fix would do to one file."""
-    plan = plan_fix(report, options)
-    if report.skipped:
-        return [f"SKIP  {report.path}"]
+    report = plan.report
     if not plan.can_fix:
         lines = [f"CANNOT FIX  {report.path}"]
         lines.extend(f"      {finding.code}: {finding.message}" for finding in plan.unfixable)
@@ -116,15 +135,24 @@ def fix(
         if element is not None:
             items = [(media, False) for media in element.media]
         else:
-            items = list(collect_paths(paths))
+            items = list(collect_paths(paths, exclude=out_dir))
         reports = inspect_many(items, download_dir=downloads)
+        inputs = [path for path, skip in items if not skip]
         if dry_run:
-            for report in reports:
-                for line in plan_lines(report, fix_options):
-                    click.echo(line)
-            sys.exit(EXIT_OK)
-        ensure_out_dir(out_dir, [path for path, _skip in items])
-        results = _fix_all(reports, out_dir, fix_options, show_progress=not as_json and not quiet)
+            check_out_dir(out_dir, inputs)
+            _dry_run(reports, element, fix_options, out_dir, as_json=as_json, quiet=quiet)
+        ensure_out_dir(out_dir, inputs)
+        try:
+            results = _fix_all(
+                reports, out_dir, fix_options, show_progress=not as_json and not quiet
+            )
+        except KeyboardInterrupt:
+            click.echo(
+                f"\ninterrupted; the file being written was removed, finished ones are in "
+                f"{out_dir}",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
         element_report = _element_after(element, results) if element is not None else None
     ok = all(result.ok for result in results) and (element_report is None or element_report.ok)
     if as_json:
@@ -154,6 +182,51 @@ def fix(
                 f"{len(results)} file{'' if len(results) == 1 else 's'}: {fixed} written to "
                 f"{out_dir}, {len(results) - fixed} failed."
             )
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _dry_run(
+    reports: Sequence[FileReport],
+    element: Element | None,
+    options: FixOptions,
+    out_dir: Path,
+    *,
+    as_json: bool,
+    quiet: bool,
+) -> NoReturn:
+    """Print what fix would do, write nothing, exit 1 when something cannot be fixed."""
+    plans = [plan_fix(report, options) for report in reports if not report.skipped]
+    # Rules of the element itself (name, counts, duplicates...) are not fixed by fixing files.
+    element_report = (
+        ElementReport(tuple(element_findings(element, reports)), tuple(reports))
+        if element is not None
+        else None
+    )
+    element_ok = element_report is None or not has_errors(element_report.findings)
+    ok = all(plan.can_fix for plan in plans) and element_ok
+    if as_json:
+        emit_json(
+            {
+                "ok": ok,
+                "dry_run": True,
+                "out_dir": str(out_dir),
+                "files": [plan_document(plan) for plan in plans],
+                "element": element_report.to_dict() if element_report is not None else None,
+            }
+        )
+    else:
+        color = use_color(sys.stdout)
+        for report in reports:
+            if report.skipped and not quiet:
+                click.echo(f"SKIP  {report.path}")
+        for plan in plans:
+            if not (quiet and plan.can_fix):
+                for line in plan_lines(plan):
+                    click.echo(line)
+        if element_report is not None and (element_report.findings or not quiet):
+            click.echo(f"{'PASS' if element_ok else 'FAIL'}  element rules")
+            for finding in element_report.findings:
+                click.echo(finding_line(finding, color=color), color=color)
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 

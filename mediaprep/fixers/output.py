@@ -82,6 +82,17 @@ def ensure_out_dir(out_dir: Path, inputs: Iterable[str]) -> Path:
     """Create the output folder, refusing one where an output could replace an input.
 
     Raises:
+        UsageError: ``out_dir`` is a file, it is the folder one of the inputs lives in, or it
+            cannot be created.
+    """
+    check_out_dir(out_dir, inputs)
+    return make_dir(out_dir)
+
+
+def check_out_dir(out_dir: Path, inputs: Iterable[str]) -> None:
+    """Refuse an output folder where an output could replace an input; create nothing.
+
+    Raises:
         UsageError: ``out_dir`` is a file, or it is the folder one of the inputs lives in.
     """
     if out_dir.exists() and not out_dir.is_dir():
@@ -94,7 +105,6 @@ def ensure_out_dir(out_dir: Path, inputs: Iterable[str]) -> Path:
                 f"{out_dir}: it holds the input {item}; choose another --out-dir so originals "
                 "stay untouched"
             )
-    return make_dir(out_dir)
 
 
 def make_dir(out_dir: Path) -> Path:

@@ -121,23 +121,30 @@ def _inspect_url(
     )
 
 
-def collect_paths(inputs: Iterable[str]) -> Iterator[tuple[str, bool]]:
+def collect_paths(
+    inputs: Iterable[str], *, exclude: Path | None = None
+) -> Iterator[tuple[str, bool]]:
     """Expand directories (recursively, sorted) into files; yield ``(path, skip)`` pairs.
 
     Files named directly, and URLs, are always inspected; inside a directory only files with a
-    media extension are, the rest are yielded with ``skip=True``.
+    media extension are, the rest are yielded with ``skip=True``. A walk never enters
+    ``exclude`` (fix's output folder, so a second run does not fix its own outputs).
 
     Raises:
         UsageError: a local path does not exist.
     """
+    excluded = exclude.resolve() if exclude is not None else None
     for item in inputs:
         if is_url(item):
             yield item, False
             continue
         target = Path(item)
         if target.is_dir():
+            # Only an out-dir strictly inside the walked folder is left out; walking the out-dir
+            # itself keeps its files, so that fix can refuse them as inputs.
+            inner = excluded if excluded and target.resolve() in excluded.parents else None
             for child in sorted(target.rglob("*")):
-                if child.is_dir():
+                if child.is_dir() or (inner and inner in child.resolve().parents):
                     continue
                 # FIFOs, sockets and dangling links are listed as skipped, never opened.
                 media = child.is_file() and child.suffix.lower() in MEDIA_SUFFIXES
