@@ -27,6 +27,7 @@ IMAGE_EXTENSIONS: Final[dict[str, tuple[str, ...]]] = {
     "MPO": (".jpg", ".jpeg"),
     "PNG": (".png",),
 }
+IMAGE_FORMATS_TEXT: Final = "JPEG or PNG"
 IMAGE_MAX_BYTES: Final = 10 * MIB
 IMAGE_MIN_SIDE: Final = 300
 #: The allowed width/height range is 1:2.5 to 2.5:1, ends included, kept as integer fractions
@@ -38,6 +39,7 @@ IMAGE_RATIO_MAX: Final = (5, 2)
 #: ffprobe's ``format_name`` for the ISO-BMFF/QuickTime family (MP4, MOV, M4V, 3GP).
 VIDEO_FORMAT_NAMES: Final = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
 VIDEO_EXTENSIONS: Final = (".mp4", ".mov", ".m4v")
+VIDEO_CONTAINERS_TEXT: Final = "MP4 or MOV"
 VIDEO_MAX_BYTES: Final = 200 * MIB
 VIDEO_MIN_SECONDS: Final = 3.0
 VIDEO_MAX_SECONDS: Final = 8.0
@@ -127,7 +129,7 @@ class Rule:
 RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "image format",
-        "JPEG or PNG",
+        IMAGE_FORMATS_TEXT,
         "Supported formats: .jpg / .jpeg / .png",
         "Read from the file's bytes, never the extension; MPO (phone JPEG) counts as JPEG.",
     ),
@@ -151,7 +153,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "video container",
-        "MP4 or MOV",
+        VIDEO_CONTAINERS_TEXT,
         "Supported formats: MP4/MOV",
         "From ffprobe (ISO-BMFF/QuickTime family), never the extension.",
     ),

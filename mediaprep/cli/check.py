@@ -37,7 +37,7 @@ def describe_info(report: FileReport) -> str:
     if isinstance(info, ImageInfo):
         turned = f", EXIF orientation {info.orientation}" if info.orientation != 1 else ""
         return (
-            f"{info.format} {info.display_width} × {info.display_height}{turned}, "
+            f"{info.format} {spec.frame_text((info.display_width, info.display_height))}{turned}, "
             f"{info.mode}, {spec.size_text(info.size_bytes)}"
         )
     if isinstance(info, VideoInfo):
@@ -47,7 +47,8 @@ def describe_info(report: FileReport) -> str:
         fps = f", {info.fps:g} fps" if info.fps else ""
         audio = ", audio" if info.audio else ""
         return (
-            f"{container} {codec} {info.display_width} × {info.display_height}{fps}, "
+            f"{container} {codec} {spec.frame_text((info.display_width, info.display_height))}"
+            f"{fps}, "
             f"{duration}{audio}, {spec.size_text(info.size_bytes)}"
         )
     return ""

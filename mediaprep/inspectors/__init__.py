@@ -6,7 +6,7 @@ from .element import Element, check_element, difference_hash, element_findings, 
 from .file import collect_paths, inspect_file, inspect_local, inspect_many
 from .image import image_findings, inspect_image, read_image_info
 from .url import download, is_url
-from .video import inspect_video, probe_video, video_findings, video_info_from_probe
+from .video import inspect_video, video_findings, video_info_from_probe
 
 __all__ = [
     "Element",
@@ -23,7 +23,6 @@ __all__ = [
     "inspect_many",
     "inspect_video",
     "is_url",
-    "probe_video",
     "read_image_info",
     "video_findings",
     "video_info_from_probe",

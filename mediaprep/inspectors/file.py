@@ -11,18 +11,12 @@ from pathlib import Path
 from ..errors import ImageBomb, ImageUnreadable, ToolError, UsageError
 from ..ffmpeg import PROBE_TIMEOUT_SECONDS, probe
 from ..findings import FileReport, Finding
-from .image import inspect_image, open_image
+from .image import IMAGE_SUFFIXES, inspect_image, open_image
 from .url import download, is_url
-from .video import inspect_video, is_still_image, tool_reason
+from .video import VIDEO_SUFFIXES, inspect_video, is_still_image, tool_reason
 
 #: Extensions a directory walk inspects; anything else in a folder is listed as skipped.
-MEDIA_SUFFIXES = frozenset(
-    {
-        ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif",
-        ".avif", ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp", ".mts", ".m2ts",
-        ".wmv", ".flv", ".mpg", ".mpeg", ".ts",
-    }
-)  # fmt: skip
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 DEFAULT_WORKERS = 4
 
 

@@ -22,6 +22,10 @@ except ImportError:
 else:
     register_heif_opener()
 
+#: Extensions of the images mediaprep can read (the API takes JPEG and PNG; fix converts the rest).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
 EXIF_ORIENTATION_TAG = 0x0112
 #: The EXIF tag that points to the GPS block: present, the picture says where it was taken.
 EXIF_GPS_IFD_TAG = 0x8825
@@ -220,7 +224,7 @@ def image_findings(info: ImageInfo, path: str | os.PathLike[str]) -> list[Findin
             Finding(
                 "format_unsupported",
                 "error",
-                f"image is {info.format}; the API accepts JPEG or PNG",
+                f"image is {info.format}; the API accepts {spec.IMAGE_FORMATS_TEXT}",
                 fixable=True,
             )
         )
@@ -247,7 +251,7 @@ def image_findings(info: ImageInfo, path: str | os.PathLike[str]) -> list[Findin
             Finding(
                 "dimension_too_small",
                 "error",
-                f"image is {width} × {height} px; each side must be at least "
+                f"image is {spec.frame_text((width, height))} px; each side must be at least "
                 f"{spec.IMAGE_MIN_SIDE} px",
                 fixable=True,
             )
@@ -257,8 +261,8 @@ def image_findings(info: ImageInfo, path: str | os.PathLike[str]) -> list[Findin
             Finding(
                 "aspect_ratio_out_of_range",
                 "error",
-                f"image is {width} × {height} px, ratio {width / height:.4g}:1; the ratio must be "
-                f"between {spec.ratio_text(spec.IMAGE_RATIO_MIN)} and "
+                f"image is {spec.frame_text((width, height))} px, ratio {width / height:.4g}:1; "
+                f"the ratio must be between {spec.ratio_text(spec.IMAGE_RATIO_MIN)} and "
                 f"{spec.ratio_text(spec.IMAGE_RATIO_MAX)}",
                 fixable=True,
             )

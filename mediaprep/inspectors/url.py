@@ -15,12 +15,12 @@ import httpx
 
 from .. import spec
 from ..findings import Finding
+from .image import IMAGE_SUFFIXES
 
 DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 #: The most a whole download may take, however steadily a slow server keeps sending.
 DOWNLOAD_DEADLINE_SECONDS = 300.0
 USER_AGENT = "mediaprep (+https://pypi.org/project/mediaprep/)"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 def is_url(text: str) -> bool:

@@ -13,6 +13,11 @@ from ..ffmpeg import PROBE_TIMEOUT_SECONDS, probe
 from ..findings import FileReport, Finding, file_too_large
 from ..info import AudioStream, VideoInfo
 
+#: Extensions of the videos mediaprep can read (the API takes MP4 and MOV; fix converts the rest).
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp", ".mts", ".m2ts", ".wmv", ".flv"}
+    | {".mpg", ".mpeg", ".ts"}
+)
 #: Codecs ffprobe reports for still pictures: a "video" stream of these is an image, not a clip.
 STILL_IMAGE_CODECS = frozenset({"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpegls"})
 #: A tag whose key holds this (any case) is a place: it is removed unless metadata is kept.
@@ -161,7 +166,7 @@ def video_findings(info: VideoInfo, path: str | os.PathLike[str]) -> list[Findin
             Finding(
                 "container_unsupported",
                 "error",
-                f"container is {info.container}; the API accepts MP4 or MOV",
+                f"container is {info.container}; the API accepts {spec.VIDEO_CONTAINERS_TEXT}",
                 fixable=info.has_video,
             )
         )
@@ -208,7 +213,9 @@ def video_findings(info: VideoInfo, path: str | os.PathLike[str]) -> list[Findin
     shown = (info.display_width, info.display_height)
     if shown not in spec.VIDEO_SIZES:
         turned = (
-            f" (stored {info.width} × {info.height}" if shown != (info.width, info.height) else ""
+            f" (stored {spec.frame_text((info.width, info.height))}"
+            if shown != (info.width, info.height)
+            else ""
         )
         if turned:
             turned += f", rotation {info.rotation}°, SAR {info.sar})"
@@ -225,7 +232,7 @@ def video_findings(info: VideoInfo, path: str | os.PathLike[str]) -> list[Findin
                 Finding(
                     "aspect_ratio_not_16_9_or_9_16",
                     "error",
-                    f"video is {shown[0]} × {shown[1]}, ratio "
+                    f"video is {spec.frame_text(shown)}, ratio "
                     f"{shown[0] / max(shown[1], 1):.3g}:1; it must be 16:9 or 9:16",
                     fixable=True,
                 )
@@ -241,16 +248,6 @@ def video_findings(info: VideoInfo, path: str | os.PathLike[str]) -> list[Findin
             )
         )
     return findings
-
-
-def probe_video(path: str | os.PathLike[str], timeout: float = PROBE_TIMEOUT_SECONDS) -> VideoInfo:
-    """Read a video's facts with one ffprobe call.
-
-    Raises:
-        ToolNotFoundError: ffprobe is missing.
-        ToolError: ffprobe could not read the file.
-    """
-    return video_info_from_probe(probe(path, timeout=timeout), os.path.getsize(path))
 
 
 def inspect_video(
