@@ -12,6 +12,7 @@ what stops mediaprep from doing its job.
     ├── FixError                 a repair could not be made
     │   └── MetadataStructureError   a file's segments/chunks cannot be walked to strip metadata
     ├── CheckFailedError         an element fails the rules, so it is not sent (keeps reports)
+    ├── FileChangedError         a file changed while it was being sent (keeps the path)
     └── APIError                 talking to the service failed
         ├── APIConnectionError   the request did not get an answer
         │   └── APITimeoutError  ... because it timed out
@@ -112,6 +113,14 @@ class CheckFailedError(MediaprepError):
         super().__init__(message)
 
 
+class FileChangedError(MediaprepError):
+    """A file changed size while it was being sent; the request went out incomplete."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} changed size while it was being sent; send it again")
+
+
 class APIError(MediaprepError):
     """Talking to the service failed."""
 
@@ -183,6 +192,6 @@ class WaitTimeoutError(APIError):
         self.timeout = timeout
         self.last_status = last_status
         super().__init__(
-            f"task {task_id} still {last_status} after {timeout:g} s; "
-            f"resume with: mediaprep status {task_id} --wait"
+            f"task {task_id} still {last_status} after {timeout:g} s; it goes on at the "
+            "service: wait for it again later"
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .api.body import build_request, describe_body, file_sha256
-from .api.client import DEFAULT_WAIT_SECONDS, Client
+from .api.client import DEFAULT_WAIT_SECONDS, Client, MissedPoll
 from .api.config import Settings
 from .api.provider import ElementInfo, Task
 from .api.receipt import new_receipt, read_receipt, receipt_path, update_receipt, write_receipt
@@ -25,6 +25,7 @@ from .errors import (
     APIError,
     APIStatusError,
     CheckFailedError,
+    FileChangedError,
     TaskFailedError,
     UsageError,
     WaitTimeoutError,
@@ -32,7 +33,7 @@ from .errors import (
 from .ffmpeg import Progress
 from .findings import ElementReport, FileReport
 from .fixers.output import ensure_out_dir, make_dir
-from .fixers.plan import FixOptions, FixResult, fix_file, plan_fix
+from .fixers.plan import FixOptions, FixPlan, FixResult, fix_file, plan_fix
 from .inspectors import Element, check_element, inspect_file, is_url
 
 #: How often the submission looks for transcode progress while a file is being fixed.
@@ -116,6 +117,15 @@ class Polled:
 
 
 @dataclass(frozen=True)
+class PollFailed:
+    """A poll failed while waiting; polling goes on until the deadline (worth a warning)."""
+
+    task_id: str
+    error: APIError
+    consecutive: int
+
+
+@dataclass(frozen=True)
 class Completed:
     """The task completed and the element exists."""
 
@@ -125,7 +135,16 @@ class Completed:
 
 
 SubmitEvent = (
-    Checked | Fixing | FixProgress | Fixed | DryRun | Sending | Created | Polled | Completed
+    Checked
+    | Fixing
+    | FixProgress
+    | Fixed
+    | DryRun
+    | Sending
+    | Created
+    | Polled
+    | PollFailed
+    | Completed
 )
 
 
@@ -152,51 +171,54 @@ def _inspect_all(element: Element, scratch: str, *, url_check: bool) -> ElementR
     return check_element(element, reports=reports)
 
 
-def _needs_fix(file: FileReport, options: FixOptions | None) -> bool:
-    """Whether fix would change a local file: it fails, or its plan does more than copy it.
+def _needs_fix(file: FileReport, options: FixOptions | None) -> FixPlan | None:
+    """The plan when fix would change a local file (it fails, or its plan does more than copy).
 
     A passing file is changed when it carries metadata such as a GPS position. URLs are sent
     as URLs, never fixed.
     """
     if is_url(file.path):
-        return False
-    return not file.ok or not plan_fix(file, options).copy_only
+        return None
+    plan = plan_fix(file, options)
+    return plan if not file.ok or not plan.copy_only else None
 
 
 def _fix_files(
     report: ElementReport,
-    files: Sequence[FileReport],
+    plans: Sequence[FixPlan],
     out_dir: Path,
     options: FixOptions | None,
 ) -> Generator[SubmitEvent, None, dict[str, str]]:
-    """Fix ``files`` (of ``report``); yield events, return the map original -> fixed path."""
+    """Carry out ``plans`` (for files of ``report``); yield events, return original -> fixed."""
     taken: set[Path] = set()
     results: list[FixResult] = []
     fixed: dict[str, str] = {}
-    for file in files:
-        yield Fixing(file.path)
-        result = yield from _fix_with_progress(file, out_dir, options, taken)
+    for plan in plans:
+        path = plan.report.path
+        yield Fixing(path)
+        result = yield from _fix_with_progress(plan, out_dir, options, taken)
         results.append(result)
         yield Fixed(result)
         if result.output is not None and result.ok:
-            fixed[file.path] = result.output
+            fixed[path] = result.output
     if len(fixed) < len(results):
         raise _refuse(report, "these files could not be repaired: fix them by hand", results)
     return fixed
 
 
 def _fix_with_progress(
-    file: FileReport, out_dir: Path, options: FixOptions | None, taken: set[Path]
+    plan: FixPlan, out_dir: Path, options: FixOptions | None, taken: set[Path]
 ) -> Generator[SubmitEvent, None, FixResult]:
     """Run fix_file on a worker thread so its ffmpeg progress can be yielded as events."""
+    path = plan.report.path
     reports: queue.Queue[Progress] = queue.Queue()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mediaprep-fix") as pool:
         future = pool.submit(
-            fix_file, file.path, out_dir, options, report=file, taken=taken, on_progress=reports.put
+            fix_file, path, out_dir, options, plan=plan, taken=taken, on_progress=reports.put
         )
         while not (future.done() and reports.empty()):
             try:
-                yield FixProgress(file.path, reports.get(timeout=PROGRESS_POLL_SECONDS))
+                yield FixProgress(path, reports.get(timeout=PROGRESS_POLL_SECONDS))
             except queue.Empty:
                 continue
         return future.result()
@@ -239,11 +261,11 @@ def _prepare(
         )
     if no_fix:
         raise _refuse(report, "run without --no-fix to repair the files, or fix them by hand")
-    to_fix = [file for file in report.files if _needs_fix(file, fix_options)]
-    if not to_fix:
+    plans = [plan for file in report.files if (plan := _needs_fix(file, fix_options)) is not None]
+    if not plans:
         return element
     ensure_out_dir(out_dir, [item for item in element.media if not is_url(item)])
-    fixed = yield from _fix_files(report, to_fix, out_dir, fix_options)
+    fixed = yield from _fix_files(report, plans, out_dir, fix_options)
     fixed_element = _with_media(element, fixed)
     by_media = dict(zip(element.media, report.files, strict=True))
     reports = [
@@ -373,6 +395,10 @@ def _send(
         refused = isinstance(exc, APIStatusError) and exc.status_code < 500
         update_receipt(path, receipt, status="rejected" if refused else "unknown", error=str(exc))
         raise
+    except (FileChangedError, OSError) as exc:
+        # The body went out incomplete: the service most likely dropped it, but look it up.
+        update_receipt(path, receipt, status="unknown", error=str(exc))
+        raise
     update_receipt(path, receipt, task_id=task.task_id, status=task.status)
     yield Created(task, path)
     if wait:
@@ -401,9 +427,18 @@ def _completed(client: Client, task: Task, receipt: Path | None, data: dict[str,
 def _follow(
     client: Client, task_id: str, receipt: Path | None, data: dict[str, Any], timeout: float
 ) -> Iterator[SubmitEvent]:
-    """Poll until the task ends, keeping the receipt up to date."""
+    """Poll until the task ends, keeping the receipt up to date.
+
+    Raises:
+        TaskFailedError: the task failed or was cancelled (recorded in the receipt).
+        WaitTimeoutError: ``timeout`` passed (recorded in the receipt).
+        APIError: a poll failed for good, or the polls kept failing until the deadline.
+    """
     try:
         for task in client.poll(task_id, timeout=timeout):
+            if isinstance(task, MissedPoll):
+                yield PollFailed(task_id, task.error, task.consecutive)
+                continue
             # The receipt is written before the caller sees the event, so nothing the caller
             # does can lose the element id.
             if task.status == "completed":
@@ -493,6 +528,7 @@ __all__ = [
     "DryRun",
     "Fixed",
     "Fixing",
+    "PollFailed",
     "Polled",
     "Sending",
     "SubmitEvent",

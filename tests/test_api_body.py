@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mediaprep import Element, MediaprepError
+from mediaprep import Element
 from mediaprep.api.body import (
     READ_BLOCK_BYTES,
     Base64File,
@@ -23,7 +23,7 @@ from mediaprep.api.body import (
     sniff_mime,
 )
 from mediaprep.api.provider import KirinProvider, Task, get_provider
-from mediaprep.errors import APIResponseError, UsageError
+from mediaprep.errors import APIResponseError, FileChangedError, UsageError
 
 PROVIDER = KirinProvider()
 PNG_HEAD = b"\x89PNG\r\n\x1a\n"
@@ -146,7 +146,18 @@ def test_a_file_that_changes_size_is_refused(tmp_path: Path) -> None:
     write(path, PNG_HEAD + b"x" * 100)
     body = build_request(Element("A", "B", frontal=str(path), refers=(str(path),)), PROVIDER)
     path.write_bytes(PNG_HEAD)
-    with pytest.raises(MediaprepError, match="changed size"):
+    with pytest.raises(FileChangedError, match="changed size") as caught:
+        b"".join(body)
+    assert caught.value.path == str(path)
+
+
+def test_a_file_that_grows_while_sent_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f.png"
+    write(path, PNG_HEAD + b"x" * 100)
+    body = build_request(Element("A", "B", frontal=str(path), refers=(str(path),)), PROVIDER)
+    with path.open("ab") as stream:
+        stream.write(b"y")
+    with pytest.raises(FileChangedError, match="changed size"):
         b"".join(body)
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mediaprep.api.body import RequestBody
-from mediaprep.api.client import Client, from_response, timeout_for
+from mediaprep.api.client import Client, MissedPoll, from_response, timeout_for
 from mediaprep.api.config import Secret, load_settings
 from mediaprep.api.provider import Task
 from mediaprep.errors import (
@@ -184,6 +184,15 @@ def test_create_that_got_through_is_found_not_repeated(
     assert script.calls == ["POST /v1/videos/generations", f"GET /v1/tasks/{EXT}"]
 
 
+@pytest.mark.parametrize("status", [500, 503, 504])
+def test_create_with_a_5xx_that_was_stored_is_found_not_repeated(
+    make_client: Callable[[Script], Client], status: int
+) -> None:
+    script = Script(error(status), ok("processing"))
+    assert make_client(script).create(body()).status == "processing"
+    assert script.calls == ["POST /v1/videos/generations", f"GET /v1/tasks/{EXT}"]
+
+
 def test_create_malformed_answer_is_looked_up(make_client: Callable[[Script], Client]) -> None:
     script = Script(httpx.Response(200, content=b'{"task_id": "tsk_'), ok())
     assert make_client(script).create(body()).task_id == "tsk_1"
@@ -319,15 +328,86 @@ def test_poll_interval_is_capped_at_ten_seconds(
     assert fake_time.sleeps[:4] == [1.0, 1.5, 2.25, 3.375]
 
 
-def test_retries_while_waiting_never_sleep_past_the_deadline(
+def test_failing_polls_never_sleep_past_the_deadline(
     make_client: Callable[..., Client], fake_time: FakeTime
 ) -> None:
     script = Script(ok("pending"), error(503), error(503), error(503))
     with pytest.raises(InternalServerError):
         make_client(script).wait("tsk_1", timeout=1.2)
-    # 1 s poll, then a 0.5 s backoff cut to the 0.2 s left; then no time for another retry.
+    # 1 s poll, then the 1.5 s interval cut to the 0.2 s left; then no time for another poll.
     assert fake_time.sleeps == [1.0, pytest.approx(0.2)]
     assert len(script.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        error(503),
+        error(500),
+        error(429),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+        httpx.Response(200, content=b"<html>"),
+    ],
+)
+def test_failing_polls_are_missed_polls_until_the_deadline(
+    make_client: Callable[..., Client], fake_time: FakeTime, fault: httpx.Response | Exception
+) -> None:
+    script = Script(ok("processing"), *[fault] * 30)
+    missed: list[MissedPoll] = []
+    with pytest.raises(APIError) as caught:
+        make_client(script).wait("tsk_1", timeout=60, on_missed=missed.append)
+    # The normal pace, growing to 10 s, cut at the deadline: no give-up after a few retries.
+    assert fake_time.sleeps == [1.0, 1.5, 2.25, 3.375, 5.0625, 7.59375, 10.0, 10.0, 10.0,
+                                pytest.approx(9.21875)]  # fmt: skip
+    assert sum(fake_time.sleeps) == pytest.approx(60.0)
+    assert [m.consecutive for m in missed] == list(range(1, 11))
+    assert caught.value is missed[-1].error
+    assert type(caught.value) is type(missed[0].error)
+
+
+def test_polls_recover_after_the_service_fails_for_a_while(
+    make_client: Callable[..., Client], fake_time: FakeTime
+) -> None:
+    script = Script(
+        ok("processing"), error(503), httpx.ReadError("reset"), error(502), ok("completed")
+    )
+    missed: list[MissedPoll] = []
+    seen: list[str] = []
+    task = make_client(script).wait(
+        "tsk_1", on_update=lambda t: seen.append(t.status), on_missed=missed.append
+    )
+    assert task.status == "completed"
+    assert seen == ["processing", "completed"]
+    assert [(type(m.error), m.consecutive) for m in missed] == [
+        (InternalServerError, 1),
+        (APIConnectionError, 2),
+        (InternalServerError, 3),
+    ]
+    assert fake_time.sleeps == [1.0, 1.5, 2.25, 3.375]
+
+
+def test_poll_yields_missed_polls_and_a_missed_poll_does_not_end_it(
+    make_client: Callable[..., Client],
+) -> None:
+    script = Script(error(503), ok("completed"))
+    polls = list(make_client(script).poll("tsk_1"))
+    assert isinstance(polls[0], MissedPoll)
+    assert isinstance(polls[1], Task)
+    assert polls[1].status == "completed"
+
+
+@pytest.mark.parametrize(("status", "cls"), [(404, NotFoundError), (401, AuthenticationError)])
+def test_a_poll_failure_that_cannot_mend_ends_the_wait_at_once(
+    make_client: Callable[..., Client],
+    fake_time: FakeTime,
+    status: int,
+    cls: type[APIStatusError],
+) -> None:
+    script = Script(ok("processing"), error(status))
+    with pytest.raises(cls):
+        make_client(script).wait("tsk_1")
+    assert fake_time.sleeps == [1.0]
 
 
 def test_a_long_retry_after_while_waiting_is_cut_to_the_time_left(
@@ -363,9 +443,10 @@ def test_wait_times_out_on_the_injected_clock(
     make_client: Callable[[Script], Client], fake_time: FakeTime
 ) -> None:
     script = Script(*[ok("processing")] * 50)
-    with pytest.raises(WaitTimeoutError, match="mediaprep status tsk_1 --wait") as caught:
+    with pytest.raises(WaitTimeoutError, match="still processing after 5 s") as caught:
         make_client(script).wait("tsk_1", timeout=5)
     assert caught.value.last_status == "processing"
+    assert "mediaprep status" not in str(caught.value)  # the CLI knows the command that works
     assert sum(fake_time.sleeps) == pytest.approx(5.0)
     assert fake_time.sleeps == [1.0, 1.5, 2.25, 0.25]
 
@@ -555,11 +636,20 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
         load_settings(config_path=tmp_path / "absent.toml", env={})
 
 
-def test_client_from_settings_needs_url_and_key(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no base URL"):
+def test_client_from_settings_needs_url_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    default = tmp_path / "mediaprep" / "config.toml"
+    with pytest.raises(UsageError, match="no base URL") as caught:
         Client.from_settings(load_settings(api_key=KEY, env={}))
-    with pytest.raises(UsageError, match="no API key"):
+    assert f"put base_url in {default}, or set MEDIAPREP_BASE_URL" in str(caught.value)
+    with pytest.raises(UsageError, match="no API key") as caught:
         Client.from_settings(load_settings(base_url=BASE, env={}))
+    assert f"put api_key in {default}, or set MEDIAPREP_API_KEY" in str(caught.value)
+    given = write_config(tmp_path / "given.toml", 'base_url = "https://api.test"\n')
+    with pytest.raises(UsageError, match=f"put api_key in {given}"):
+        Client.from_settings(load_settings(config_path=given, env={}))
     with Client.from_settings(load_settings(api_key=KEY, base_url=BASE, env={})) as client:
         assert KEY not in repr(client)
         assert client.base_url == BASE

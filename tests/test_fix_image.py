@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import importlib.util
@@ -20,8 +21,19 @@ from PIL import Image, ImageChops, ImageCms, ImageDraw, PngImagePlugin, features
 
 from mediaprep import spec
 from mediaprep.findings import FileReport
+from mediaprep.fixers import image as image_fixer
+from mediaprep.fixers import plan as plan_module
 from mediaprep.fixers.image import ImageJob, plan_image, plan_layout, scaled_size
-from mediaprep.fixers.plan import Fit, FixOptions, FixResult, Step, fix_file, plan_fix
+from mediaprep.fixers.plan import (
+    Fit,
+    FixOptions,
+    FixResult,
+    Step,
+    fix_file,
+    is_blur,
+    parse_colour,
+    plan_fix,
+)
 from mediaprep.inspectors import inspect_local
 
 BACKGROUND = (40, 150, 220)
@@ -85,6 +97,13 @@ def disc_centre(image: Image.Image) -> tuple[float, float]:
 
 def assert_close(measured: float, expected: float, *, rel: float = 0.02, pixels: float = 2) -> None:
     assert abs(measured - expected) <= max(rel * expected, pixels), (measured, expected)
+
+
+def assert_round_disc(image: Image.Image, diameter: float) -> None:
+    """The disc is still a circle ``diameter`` across: its width and its height within 2%."""
+    width, height = disc_size(image)
+    assert_close(width, diameter)
+    assert_close(height, diameter)
 
 
 def save(image: Image.Image, path: Path, fmt: str | None = None, **params: Any) -> Path:
@@ -251,13 +270,41 @@ def test_pad_colour_and_blur(tmp_path: Path) -> None:
         assert all(abs(a - b) < 40 for a, b in zip(corner, BACKGROUND, strict=True))
         # The fill holds a blurred disc too: measure inside the picture's band only.
         assert image.size == (900, 360)
-        assert_close(disc_size(image.crop((0, 130, 900, 230)))[0], 60)
+        assert_round_disc(image.crop((0, 130, 900, 230)), 60)
 
 
 def test_fit_blur_pads_with_a_blurred_copy(tmp_path: Path) -> None:
     source = save(scene((100, 900), 60), tmp_path / "tall.png")
     result, _ = fix(source, tmp_path, fit="blur")
     assert any(step.action == "pad" and step.detail.endswith("blur") for step in result.steps)
+
+
+@pytest.mark.parametrize("pad_color", ["BLUR", "Blur"])
+def test_blur_is_blur_in_any_case(tmp_path: Path, pad_color: str) -> None:
+    source = save(scene((900, 100), 60), tmp_path / "wide.png")
+    result, output = fix(source, tmp_path, pad_color=pad_color)
+    assert str(result.steps[0]) == "pad: 900 × 100 px -> 900 × 360 px, centred on blur"
+    with Image.open(output) as image:
+        corner = image.getpixel((0, 0))
+        assert isinstance(corner, tuple)
+        assert all(abs(a - b) < 40 for a, b in zip(corner, BACKGROUND, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("value", "rgb"),
+    [("white", (255, 255, 255)), ("WHITE", (255, 255, 255)), ("#202020", (32, 32, 32))],
+)
+def test_colours_parse_in_any_case(value: str, rgb: tuple[int, int, int]) -> None:
+    assert parse_colour(value) == rgb
+    assert not is_blur(value)
+
+
+def test_blur_is_not_a_colour() -> None:
+    assert is_blur("bLuR")
+    with pytest.raises(ValueError, match="'BLUR' is not a colour"):
+        parse_colour("BLUR")
+    with pytest.raises(ValueError, match="flatten colour 'BLUR' is not a colour"):
+        FixOptions(flatten="BLUR")
 
 
 @pytest.mark.parametrize(
@@ -287,7 +334,7 @@ def test_crop_cuts_centred_to_the_nearest_ratio(
         cx, cy = disc_centre(image)
         assert abs(cx - out[0] / 2) <= 1.5
         assert abs(cy - out[1] / 2) <= 1.5
-        assert_close(disc_size(image)[0], diameter * factor)
+        assert_round_disc(image, diameter * factor)
 
 
 def test_pad_and_upscale_together_give_least_distortion(tmp_path: Path) -> None:
@@ -320,21 +367,41 @@ def test_degenerate_and_odd_sizes_still_pass(
 # --- orientation ----------------------------------------------------------------------------------
 
 
+#: How to store an upright picture so that EXIF orientation N shows it upright again: the
+#: inverse of the turn orientation N asks a viewer to make.
+STORED_FOR: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
 @pytest.mark.parametrize("keep_metadata", [False, True])
-def test_exif_rotation_is_applied_to_the_pixels(tmp_path: Path, keep_metadata: bool) -> None:
-    # Stored landscape 600 × 400 with a green mark in the top-left corner; orientation 6 means
-    # "turn 90° clockwise to show", so upright it is 400 × 600 with the mark top-right.
-    stored = scene((600, 400), 100, (400, 200))
-    ImageDraw.Draw(stored).rectangle((0, 0, 59, 39), fill=(0, 200, 0))
+@pytest.mark.parametrize("orientation", sorted(STORED_FOR))
+def test_exif_orientation_is_applied_to_the_pixels(
+    tmp_path: Path, orientation: int, keep_metadata: bool
+) -> None:
+    # Upright: 400 × 600, a 60 × 40 green mark in the top-left corner and the disc off-centre
+    # both ways, so every mirror and turn puts one of them somewhere else.
+    upright = scene((400, 600), 100, (250, 400))
+    ImageDraw.Draw(upright).rectangle((0, 0, 59, 39), fill=(0, 200, 0))
+    stored = upright.transpose(STORED_FOR[orientation])
     exif = Image.Exif()
-    exif[ORIENTATION] = 6
-    source = save(stored, tmp_path / "rotated.jpg", "JPEG", quality=95, exif=exif.tobytes())
+    exif[ORIENTATION] = orientation
+    source = save(stored, tmp_path / "turned.jpg", "JPEG", quality=95, exif=exif.tobytes())
+    assert inspect_local(source).info.orientation == orientation
     result, output = fix(source, tmp_path, keep_metadata=keep_metadata)
     assert result.steps[0].action == "orient"
     with Image.open(output) as image:
         assert image.size == (400, 600)
-        assert disc_box(image, (0, 200, 0)) == pytest.approx((360, 0, 400, 60), abs=2)
-        assert disc_centre(image) == pytest.approx((200, 400), abs=1.5)
+        assert disc_box(image, (0, 200, 0)) == pytest.approx((0, 0, 60, 40), abs=2)
+        assert disc_centre(image) == pytest.approx((250, 400), abs=1.5)
+        assert_round_disc(image, 100)
+        # Kept EXIF says "as stored" (1); without it there is no orientation tag at all.
         assert image.getexif().get(ORIENTATION) == (1 if keep_metadata else None)
 
 
@@ -364,7 +431,7 @@ def test_unsupported_formats_become_jpeg(
     with Image.open(output) as image:
         assert image.format == "JPEG"
         assert image.size == (500, 400)
-        assert_close(disc_size(image)[0], 200)
+        assert_round_disc(image, 200)
 
 
 def test_animated_gif_keeps_its_first_frame(tmp_path: Path) -> None:
@@ -374,7 +441,7 @@ def test_animated_gif_keeps_its_first_frame(tmp_path: Path) -> None:
     result, output = fix(source, tmp_path)
     assert [step.action for step in result.steps][:2] == ["frame", "convert"]
     with Image.open(output) as image:
-        assert_close(disc_size(image)[0], 200)
+        assert_round_disc(image, 200)
 
 
 def test_animated_png_keeps_its_first_frame_as_png(tmp_path: Path) -> None:
@@ -387,7 +454,7 @@ def test_animated_png_keeps_its_first_frame_as_png(tmp_path: Path) -> None:
     with Image.open(output) as image:
         assert image.format == "PNG"
         assert not getattr(image, "is_animated", False)
-        assert_close(disc_size(image)[0], 200)
+        assert_round_disc(image, 200)
 
 
 def test_mpo_extra_frames_are_left_alone(tmp_path: Path) -> None:
@@ -492,7 +559,7 @@ def test_a_transparent_png_stays_png_with_alpha(tmp_path: Path) -> None:
     with Image.open(output) as image:
         assert (image.format, image.mode) == ("PNG", "RGBA")
         assert image.getpixel((10, 150)) == (0, 0, 0, 0)
-        assert_close(disc_size(image)[0], 150)
+        assert_round_disc(image, 150)
 
 
 def test_a_transparent_webp_becomes_png(tmp_path: Path) -> None:
@@ -520,7 +587,7 @@ def test_flatten_puts_transparency_on_a_colour_and_writes_jpeg(tmp_path: Path) -
     with Image.open(output) as image:
         assert image.mode == "RGB"
         assert image.getpixel((20, 200)) == pytest.approx((0, 255, 0), abs=4)
-        assert_close(disc_size(image)[0], 200)
+        assert_round_disc(image, 200)
 
 
 # --- metadata -------------------------------------------------------------------------------------
@@ -706,7 +773,7 @@ def test_the_10_mib_plus_1_png_is_optimised_and_stays_png(
     result, output = fix(source, tmp_path)
     assert result.steps == plan.steps
     assert output.suffix == ".png"
-    assert output.read_bytes() == plan.data["encoded"]
+    assert output.read_bytes() == plan.encoded
     assert output.stat().st_size <= spec.IMAGE_MAX_BYTES
     with Image.open(output) as image:
         assert (image.format, image.size) == ("PNG", (640, 480))
@@ -746,7 +813,7 @@ def test_a_pad_past_the_pixel_limit_downscales_via_draft(
     with Image.open(output) as image:
         assert image.width * image.height <= 2_000_000
         factor = image.width / 6000
-        assert_close(disc_size(image)[0], 150 * factor, rel=0.04)
+        assert_round_disc(image, 150 * factor)
 
 
 # --- what cannot be fixed, and bad options --------------------------------------------------------
@@ -805,6 +872,134 @@ def test_bad_options_raise_value_error(
         plan_fix(inspect_local(source), FixOptions(**options))
 
 
+# --- one plan, each file read once, interrupted writes --------------------------------------------
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[object]:
+    """Wrap ``module.name`` so every call is recorded; return the record."""
+    calls: list[object] = []
+    original = getattr(module, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0] if args else None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+def test_a_given_plan_is_followed_and_the_strip_is_done_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = passing_with_metadata(tmp_path / "gps.jpg", "JPEG")
+    strips = counting(monkeypatch, image_fixer, "strip_metadata")
+    plan = plan_fix(inspect_local(source), FixOptions())
+    assert plan.encoded is not None
+    monkeypatch.setattr(plan_module, "plan_fix", lambda *args: pytest.fail("planned again"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = fix_file(source, out_dir, FixOptions(), plan=plan)
+    assert result.ok
+    assert result.output is not None
+    assert Path(result.output).read_bytes() == plan.encoded
+    assert len(strips) == 1
+
+
+def test_a_plan_of_another_report_is_refused(tmp_path: Path) -> None:
+    source = save(scene((200, 200), 100), tmp_path / "small.png")
+    plan = plan_fix(inspect_local(source), FixOptions())
+    with pytest.raises(ValueError, match="another report"):
+        fix_file(source, tmp_path, FixOptions(), report=inspect_local(source), plan=plan)
+
+
+def test_an_opaque_png_over_the_limit_is_rendered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = save(noise((2000, 2000)), tmp_path / "big.png", "PNG", compress_level=1)
+    renders = counting(monkeypatch, image_fixer, "_render")
+    plan = plan_fix(inspect_local(source), FixOptions())
+    assert plan.suffix == ".jpg"
+    assert plan.encoded is not None
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = fix_file(source, out_dir, FixOptions(), plan=plan)
+    assert result.ok
+    assert result.output is not None
+    assert Path(result.output).read_bytes() == plan.encoded
+    assert len(renders) == 1
+
+
+def test_write_warnings_go_to_the_result_and_leave_the_plan_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = save(scene((1200, 800), 300), tmp_path / "big.jpg", "JPEG", quality=95)
+    monkeypatch.setattr(spec, "IMAGE_MAX_BYTES", source.stat().st_size // 4)
+    plan = plan_fix(inspect_local(source), FixOptions())
+    assert plan.warnings == ()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = fix_file(source, out_dir, FixOptions(), plan=plan)
+    assert result.ok, result
+    assert any("downscaled" in warning for warning in result.warnings)
+    assert plan.warnings == ()
+
+
+class Interrupted(BaseException):
+    """Stands for Ctrl-C in the middle of a write."""
+
+
+def half_then(failure: BaseException) -> Callable[[Path, bytes], int]:
+    """A ``Path.write_bytes`` that writes half the data, then fails."""
+
+    def write_bytes(path: Path, data: bytes) -> int:
+        with path.open("wb") as handle:
+            handle.write(data[: len(data) // 2])
+        raise failure
+
+    return write_bytes
+
+
+def half_copy(failure: BaseException) -> Callable[[Path, Path], None]:
+    """A ``copy_exact`` that copies half the file, then fails."""
+
+    def copy_exact(source: Path, temp: Path) -> None:
+        half_then(failure)(temp, source.read_bytes())
+
+    return copy_exact
+
+
+@pytest.mark.parametrize(
+    "failure", [Interrupted(), OSError(errno.ENOSPC, "No space left on device")], ids=repr
+)
+@pytest.mark.parametrize("path", ["convert", "strip", "copy"])
+def test_an_interrupted_image_write_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, failure: BaseException
+) -> None:
+    if path == "convert":
+        source = save(scene((500, 400), 200), tmp_path / "picture.webp", "WEBP")
+    elif path == "strip":
+        source = passing_with_metadata(tmp_path / "gps.jpg", "JPEG")
+    else:
+        source = save(scene((400, 400), 100), tmp_path / "fine.jpg", "JPEG")
+    before = sha256(source)
+    plan = plan_fix(inspect_local(source), FixOptions())
+    assert plan.copy_only == (path == "copy")
+    monkeypatch.setattr(Path, "write_bytes", half_then(failure))
+    monkeypatch.setattr(plan_module, "copy_exact", half_copy(failure))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    if isinstance(failure, Interrupted):
+        with pytest.raises(Interrupted):
+            fix_file(source, out_dir, FixOptions(), plan=plan)
+    else:
+        result = fix_file(source, out_dir, FixOptions(), plan=plan)
+        assert result.output is None
+        assert result.error is not None
+        assert "No space left" in result.error
+    assert list(out_dir.iterdir()) == []
+    assert sha256(source) == before
+
+
 # --- plans and geometry ---------------------------------------------------------------------------
 
 
@@ -818,14 +1013,14 @@ def test_a_plan_is_the_smallest_set_of_steps(tmp_path: Path) -> None:
         "encode: JPEG quality 95 (down to 80, then smaller, if over 10 MiB); EXIF/GPS/XMP removed",
     ]
     assert plan.suffix == ".jpg"
-    job = plan.data["image"]
+    job = plan.job
     assert isinstance(job, ImageJob)
     assert (job.layout.size, job.layout.canvas, job.layout.offset) == (
         (188, 750),
         (300, 750),
         (56, 0),
     )
-    assert plan.data["warnings"] == []
+    assert plan.warnings == ()
 
 
 def test_an_image_report_without_info_is_unfixable() -> None:
@@ -920,7 +1115,7 @@ def images(draw: Callable[..., Any]) -> tuple[str, str, tuple[int, int], Fit]:
     return mode, fmt, (width, max(1, min(height, 3000))), fit
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=images())
 def test_any_image_is_fixed_or_reported(
     tmp_path_factory: pytest.TempPathFactory, case: tuple[str, str, tuple[int, int], Fit]
@@ -928,12 +1123,16 @@ def test_any_image_is_fixed_or_reported(
     mode, fmt, size, fit = case
     folder = tmp_path_factory.mktemp("prop")
     source = save(_make(mode, size), folder / f"in{SUFFIXES[fmt]}", fmt)
+    before = sha256(source)
     out_dir = folder / "out"
     out_dir.mkdir()
     result = fix_file(source, out_dir, FixOptions(fit=fit))
+    assert sha256(source) == before
     if result.output is None:
-        assert result.after
+        errors = [f for f in result.after if f.is_error and not f.fixable]
+        assert errors, result
         assert all(not finding.fixable for finding in result.after), result
+        assert list(out_dir.iterdir()) == []
     else:
         assert result.ok, result
         after = inspect_local(result.output)

@@ -26,7 +26,6 @@ from mediaprep.fixers.video import (
     next_crf,
     plan_video,
     target_fps,
-    video_graph,
     write_video,
 )
 from mediaprep.info import AudioStream, VideoInfo
@@ -267,7 +266,10 @@ def test_a_name_starting_with_a_dash_stays_a_file_argument(
     ],
 )
 def test_video_graph(changes: dict[str, Any], graph: str) -> None:
-    assert video_graph(dataclasses.replace(JOB, **changes)) == graph
+    arguments = build_transcode_args(
+        Path("in.mp4"), Path("out.mp4"), dataclasses.replace(JOB, **changes), 18
+    )
+    assert arguments[arguments.index("-filter_complex") + 1] == graph
 
 
 @pytest.mark.parametrize(
@@ -315,14 +317,14 @@ def test_plan_extension_mismatch_alone_renames() -> None:
     plan = plan_video(make_report(make_info(), "clip.bin"), FixOptions())
     assert [step.action for step in plan.steps] == ["rename"]
     assert plan.suffix == ".mp4"
-    assert plan.data["job"].mode == "rename"
+    assert plan.job.mode == "rename"
 
 
 @pytest.mark.parametrize(("codec", "mode"), [("aac", "copy"), ("opus", "aac")])
 def test_plan_container_only_remuxes(codec: str, mode: str) -> None:
     info = make_info(container="matroska,webm", audio=(AudioStream(codec, 2, 48000),))
     plan = plan_video(make_report(info, "clip.mkv"), FixOptions())
-    job = plan.data["job"]
+    job = plan.job
     assert (job.mode, job.audio, plan.suffix) == ("remux", mode, ".mp4")
     assert plan.steps[0].action == "remux"
 
@@ -330,18 +332,18 @@ def test_plan_container_only_remuxes(codec: str, mode: str) -> None:
 def test_plan_mute_on_compliant_mov_remuxes_into_mov() -> None:
     plan = plan_video(make_report(make_info(), "clip.mov"), FixOptions(mute=True))
     assert [step.action for step in plan.steps] == ["mute"]
-    assert (plan.data["job"].mode, plan.data["job"].audio, plan.suffix) == ("remux", "none", ".mov")
+    assert (plan.job.mode, plan.job.audio, plan.suffix) == ("remux", "none", ".mov")
 
 
 def test_plan_mute_on_a_passing_hevc_copies_the_video() -> None:
     plan = plan_video(make_report(make_info(codec="hevc")), FixOptions(mute=True))
-    assert (plan.data["job"].mode, plan.data["job"].audio) == ("remux", "none")
+    assert (plan.job.mode, plan.job.audio) == ("remux", "none")
 
 
 def test_write_video_refuses_a_plan_without_job(tmp_path: Path) -> None:
     plan = FixPlan(make_report(make_info()), (Step("scale", "?"),))
     with pytest.raises(FixError, match="no video job"):
-        list(write_video(tmp_path / "a.mp4", plan, tmp_path / "b.mp4", FixOptions()))
+        list(write_video(tmp_path / "a.mp4", plan, tmp_path / "b.mp4", FixOptions(), []))
 
 
 def test_plan_transcode_steps_for_rotated_anamorphic_slow_10_bit() -> None:
@@ -365,20 +367,20 @@ def test_plan_transcode_steps_for_rotated_anamorphic_slow_10_bit() -> None:
         f"encode: H.264 High, yuv420p, CRF 18, preset {DEFAULT_PRESET}, MP4 (faststart)",
         "audio: aac -> AAC 192kb/s",
     ]
-    assert plan.data["job"].frame == spec.VIDEO_PORTRAIT
-    assert "tone mapping" in plan.data["warnings"][0]
+    assert plan.job.frame == spec.VIDEO_PORTRAIT
+    assert "tone mapping" in plan.warnings[0]
 
 
 def test_plan_forced_orientation_reframes_a_compliant_file() -> None:
     plan = plan_video(make_report(make_info()), FixOptions(orientation="portrait"))
-    job = plan.data["job"]
+    job = plan.job
     assert (job.frame, job.scale) == (spec.VIDEO_PORTRAIT, (1080, 608))
     assert "pad" in [step.action for step in plan.steps]
 
 
 def test_plan_trim_keeps_start_and_stays_inside_the_limit() -> None:
     plan = plan_video(make_report(make_info(duration=12.0)), FixOptions(start=3))
-    job = plan.data["job"]
+    job = plan.job
     assert (job.start, job.duration) == (3.0, video.TRIM_SECONDS)
     assert video.TRIM_SECONDS < spec.VIDEO_MAX_SECONDS
     assert str(plan.steps[0]) == "trim: 12.000 s -> 7.950 s (keeps 3.000 s to 10.950 s)"
@@ -425,7 +427,7 @@ def test_bad_options_are_refused_when_made(options: dict[str, Any], words: str) 
 
 def test_plan_extend_loop_counts_plays() -> None:
     plan = plan_video(make_report(make_info(duration=1.2)), FixOptions(extend="loop"))
-    job = plan.data["job"]
+    job = plan.job
     assert (job.loops, job.duration) == (2, video.EXTEND_SECONDS)
     assert video.EXTEND_SECONDS > spec.VIDEO_MIN_SECONDS
 
@@ -441,7 +443,7 @@ def test_plan_a_passing_file_with_a_location_is_remuxed_without_tags(
     assert [str(step) for step in plan.steps] == [
         "strip: remove the location (every tag goes); streams copied, no re-encode"
     ]
-    job = plan.data["job"]
+    job = plan.job
     assert (job.mode, job.audio, job.container, job.keep_metadata) == (
         "remux",
         "copy",
@@ -459,7 +461,7 @@ def test_plan_keep_metadata_copies_a_file_with_a_location() -> None:
 
 def test_plan_a_silent_file_with_a_location_has_no_audio_to_copy() -> None:
     plan = plan_video(make_report(make_info(metadata=("location",), audio=())), FixOptions())
-    assert plan.data["job"].audio == "none"
+    assert plan.job.audio == "none"
 
 
 # --- Real ffmpeg ------------------------------------------------------------------------------
@@ -566,26 +568,58 @@ def circle_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("fit", "diameter"),
-    [("pad", 540), ("crop", 720), ("blur", 540)],
+    ("orientation", "fit", "picture", "diameter"),
+    [
+        # 320 × 240 with a 120 px circle: pad scales by 1080 / 240, crop by 1920 / 320.
+        ("landscape", "pad", (1440, 1080), 540),
+        ("landscape", "crop", (1920, 1080), 720),
+        ("landscape", "blur", (1440, 1080), 540),
+        # Portrait 1080 × 1920: pad scales by 1080 / 320, crop by 1920 / 240.
+        ("portrait", "pad", (1080, 810), 405),
+        ("portrait", "crop", (1080, 1920), 960),
+        ("portrait", "blur", (1080, 810), 405),
+    ],
 )
-def test_fit_keeps_the_circle_round(
-    circle_clip: Path, tmp_path: Path, fit: str, diameter: int
+def test_fit_keeps_the_circle_round_and_centred(
+    circle_clip: Path,
+    tmp_path: Path,
+    orientation: str,
+    fit: str,
+    picture: tuple[int, int],
+    diameter: int,
 ) -> None:
-    options = dataclasses.replace(FAST, fit=fit)  # type: ignore[arg-type]
+    options = dataclasses.replace(FAST, fit=fit, orientation=orientation)  # type: ignore[arg-type]
     result, output = fixed(circle_clip, tmp_path, options)
     assert output.suffix == ".mp4"
     assert fit in [step.action for step in result.steps]
-    assert_compliant_h264(output, spec.VIDEO_LANDSCAPE)
+    frame_size = spec.VIDEO_PORTRAIT if orientation == "portrait" else spec.VIDEO_LANDSCAPE
+    assert_compliant_h264(output, frame_size)
     (sound,) = stream(output, "audio")
     assert sound["codec_name"] == "aac"
     frame = frame_at(output, 1)
-    left, top, right, bottom = red_box(frame)
-    assert right - left == pytest.approx(bottom - top, rel=0.02)
+    # Measure inside the picture (less the chroma bleeding over its edges): a blurred fill
+    # holds a bigger, blurred circle of its own.
+    x, y = (frame_size[0] - picture[0]) // 2 + 4, (frame_size[1] - picture[1]) // 2 + 4
+    inside = frame.crop((x, y, x + picture[0] - 8, y + picture[1] - 8))
+    left, top, right, bottom = red_box(inside)
+    left, top, right, bottom = left + x, top + y, right + x, bottom + y
     assert right - left == pytest.approx(diameter, rel=0.02)
+    assert bottom - top == pytest.approx(diameter, rel=0.02)
+    # The circle sits in the middle of the source, so a centred pad or crop keeps it there.
+    assert abs((left + right) / 2 - frame_size[0] / 2) <= 2
+    assert abs((top + bottom) / 2 - frame_size[1] / 2) <= 2
     bar = {"pad": (0, 0, 0), "blur": GREY}.get(fit)
     if bar is not None:  # pad bars are black; blur bars are the blurred grey picture
-        assert frame.getpixel((20, 540)) == pytest.approx(bar, abs=6)
+        in_bar = (540, 20) if orientation == "portrait" else (20, 540)
+        assert frame.getpixel(in_bar) == pytest.approx(bar, abs=6)
+
+
+def test_an_upper_case_blur_pad_colour_fills_the_bars_with_the_picture() -> None:
+    info = make_info(width=640, height=480, display_width=640, display_height=480)
+    plan = plan_video(make_report(info), FixOptions(video_pad_color="BLUR"))
+    assert isinstance(plan.job, VideoJob)
+    assert plan.job.fit == "blur"
+    assert "blur" in [step.action for step in plan.steps]
 
 
 def test_anamorphic_source_comes_out_round(tmp_path: Path) -> None:
@@ -870,7 +904,7 @@ def test_encode_step_names_the_profile_x264_will_write(preset: str, profile: str
 def test_remux_honours_keep_metadata(keep: bool) -> None:
     info = make_info(container="matroska,webm")
     plan = plan_video(make_report(info, "clip.mkv"), FixOptions(keep_metadata=keep))
-    job = plan.data["job"]
+    job = plan.job
     assert job.mode == "remux"
     arguments = build_remux_args(Path("clip.mkv"), Path("clip.mp4"), job)
     assert ("-map_metadata" in arguments) is not keep

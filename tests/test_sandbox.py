@@ -25,6 +25,7 @@ from mediaprep import spec
 from mediaprep.api.sandbox import (
     DEFAULT_FAIL_REASON,
     ELEMENT_ID_BASE,
+    MALFORMED_BODY,
     MAX_BODY_BYTES,
     MEDIA_URL_BASE,
     Fault,
@@ -817,6 +818,39 @@ def test_drop_after_store_stores_the_task_yet_gives_no_answer(
     assert len(sandbox.sandbox.elements()) == 1
 
 
+@pytest.mark.parametrize(
+    ("spec", "status"),
+    [
+        ("create:1:status=504,after_store", 504),
+        ("create:1:status=503,retry_after=1,after_store", 503),
+        ("create:1:malformed_json,after_store", 200),
+    ],
+)
+def test_after_store_faults_store_the_task_then_answer_the_fault(
+    client: httpx.Client, sandbox: SandboxServer, spec: str, status: int
+) -> None:
+    sandbox.sandbox.add_faults([Fault.parse(spec)])
+    answer = client.post(CREATE, json=image_body(external_task_id="stored-1"))
+    assert answer.status_code == status
+    if status == 200:
+        assert answer.content == MALFORMED_BODY
+    else:
+        assert_error(answer, status, "internal", spec)
+    (stored,) = sandbox.sandbox.elements()
+    assert stored["external_task_id"] == "stored-1"
+    assert client.get("/v1/tasks/stored-1").status_code == 200
+    assert client.post(CREATE, json=image_body(external_task_id="stored-1")).status_code == 409
+
+
+def test_an_after_store_fault_on_a_get_advances_the_task(
+    client: httpx.Client, sandbox: SandboxServer
+) -> None:
+    task = client.post(CREATE, json=image_body()).json()
+    sandbox.sandbox.add_faults([Fault.parse("get:1:status=500,after_store")])
+    assert client.get(f"/v1/tasks/{task['task_id']}").status_code == 500
+    assert sandbox.sandbox.elements()[0]["status"] == "processing"
+
+
 def test_slow_fault_delays_the_answer(client: httpx.Client, sandbox: SandboxServer) -> None:
     sandbox.sandbox.add_faults([Fault.parse("any:1:slow=0.4")])
     started = time.monotonic()
@@ -894,11 +928,17 @@ def test_faults_admin_endpoint_adds_lists_and_clears(
     assert client.post(CREATE, json=image_body()).status_code == 200
     added = client.post(
         "/_sandbox/faults",
-        json=["create:1:status=503", {"on": "get", "nth": 1, "action": "malformed_json"}],
+        json=[
+            "create:1:status=503",
+            {"on": "get", "nth": 1, "action": "malformed_json"},
+            {"on": "get", "nth": 2, "action": "status", "status": 504, "after_store": True},
+        ],
         headers={"Authorization": ""},
     )
     assert added.status_code == 200
-    assert added.json() == {"faults": ["create:1:status=503", "get:1:malformed_json"]}
+    assert added.json() == {
+        "faults": ["create:1:status=503", "get:1:malformed_json", "get:2:status=504,after_store"]
+    }
     assert client.get("/_sandbox/faults").json() == added.json()
     # Added faults count from when they were added: this is the first create since.
     assert client.post(CREATE, json=image_body()).status_code == 503
@@ -914,6 +954,8 @@ def test_faults_admin_endpoint_adds_lists_and_clears(
         ([{"on": "create", "nth": 0, "action": "drop"}], "'nth' must be a whole number"),
         ([{"on": "create", "nth": 1, "action": "drop", "colour": "red"}], "colour"),
         ([7], "a fault is a spec string or an object"),
+        ([{"on": "get", "nth": 1, "action": "drop", "after_store": True}], "goes only with"),
+        ([{"on": "get", "nth": 1, "action": "status", "after_store": 1}], "must be a boolean"),
         ({"on": "create"}, "send a JSON list of faults"),
     ],
 )
@@ -940,6 +982,18 @@ def test_faults_admin_endpoint_refuses_bad_faults(
         ("create:1:fail_task=a, b: c", Fault("create", 1, "fail_task", reason="a, b: c")),
         ("create:1:fail_task", Fault("create", 1, "fail_task", reason=DEFAULT_FAIL_REASON)),
         ("create:2+:status=500", Fault("create", 2, "status", status=500, every=True)),
+        (
+            "create:1:status=504,after_store",
+            Fault("create", 1, "status", status=504, after_store=True),
+        ),
+        (
+            "get:2+:status=429,retry_after=1,after_store",
+            Fault("get", 2, "status", status=429, retry_after="1", every=True, after_store=True),
+        ),
+        (
+            "create:1:malformed_json,after_store",
+            Fault("create", 1, "malformed_json", after_store=True),
+        ),
         (" get : 4 : status = 502 ", Fault("get", 4, "status", status=502)),
         (
             "get:1:status=503,retry_after=Wed, 21 Oct 2015 07:28:00 GMT",
@@ -977,6 +1031,9 @@ def test_fault_parse_reads_the_compact_form(text: str, fault: Fault) -> None:
         ("create:1:slow=nan", "more than 0 and at most 30 seconds"),
         ("create:1:drop=1", "drop takes no value"),
         ("create:1:drop,retry_after=1", "drop takes no options"),
+        ("create:1:drop,after_store", "'after_store' goes only with status and malformed_json"),
+        ("create:1:slow=1,after_store", "'after_store' goes only with status and malformed_json"),
+        ("create:1:status=503,after_stor", "status takes retry_after=VALUE"),
     ],
 )
 def test_fault_parse_refuses_bad_text_with_a_helpful_message(text: str, why: str) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from click.testing import CliRunner, Result
 from PIL import Image, ImageDraw
 
 from mediaprep.api import client as client_module
+from mediaprep.api.body import Base64File
 from mediaprep.api.client import Client
 from mediaprep.api.config import load_settings
 from mediaprep.api.provider import ElementInfo, Tag
@@ -40,6 +42,7 @@ from mediaprep.cli.submit import _summary_lines
 from mediaprep.errors import (
     APIError,
     CheckFailedError,
+    FileChangedError,
     InternalServerError,
     TaskFailedError,
 )
@@ -344,8 +347,11 @@ def test_status_receipt_resumes_and_updates_it(
     out = tmp_path / "out"
     created = invoke(*image_args(images, server.url, out), "--no-wait")
     assert created.exit_code == 0, created.output
-    assert "mediaprep status tsk_" in created.output
     (receipt_file,) = out.glob("mediaprep-receipt-*.json")
+    assert (
+        f"not waiting; follow it with: mediaprep status --receipt {receipt_file} --wait"
+        in created.output
+    )
     assert read_receipt(receipt_file)["element_id"] is None
     resumed = invoke(
         "status", "--receipt", str(receipt_file), "--wait", env={"MEDIAPREP_API_KEY": KEY}
@@ -465,7 +471,11 @@ def test_failing_image_is_fixed_then_sent(
     args[args.index(images[0])] = small
     result = invoke(*args, "--fit", "pad")
     assert result.exit_code == 0, result.output
-    assert "fix     " in result.output
+    # Not a terminal: one line per fixed file, not a "..." line and then the result.
+    assert [line for line in result.output.splitlines() if line.startswith("fix ")] == [
+        line for line in result.output.splitlines() if line.startswith(f"fix     {small} -> ")
+    ]
+    assert len([line for line in result.output.splitlines() if line.startswith("fix ")]) == 1
     (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
     first = read_receipt(receipt_file)["files"][0]
     assert first["path"] == small
@@ -480,23 +490,43 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "retry_delay", lambda *args, **kwargs: 0.0)
 
 
+def printed_command(output: str, before: str) -> list[str]:
+    """The arguments of the ``mediaprep ...`` command printed after ``before`` (to run it)."""
+    line = output[output.index(before) + len(before) :].splitlines()[0]
+    words = shlex.split(line)
+    assert words[0] == "mediaprep", line
+    return words[1:]
+
+
 @pytest.mark.parametrize(
-    "spec", ["get:1+:status=500", "get:1+:status=503", "get:1+:drop", "get:1+:malformed_json"]
+    "spec",
+    [
+        "get:1+:status=500",
+        "get:1+:status=503",
+        "get:1+:drop",
+        "get:1+:malformed_json",
+        "get:1+:status=503,after_store",
+    ],
 )
-def test_a_failure_while_waiting_says_how_to_resume(
+def test_a_failure_while_waiting_polls_on_then_says_how_to_resume(
     server: SandboxServer, images: list[str], tmp_path: Path, no_backoff: None, spec: str
 ) -> None:
     server.sandbox.add_faults([Fault.parse(spec)])
-    result = invoke(*image_args(images, server.url, tmp_path / "out"))
+    result = invoke(*image_args(images, server.url, tmp_path / "out"), "--timeout", "0.5")
     assert result.exit_code == 1
-    (stored,) = server.sandbox.elements()
+    assert len(server.sandbox.elements()) == 1
     (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    # Polled on at the normal pace until the timeout, not given up after a few retries.
+    gets = [entry for entry in server.sandbox.request_log if entry.method == "GET"]
+    assert len(gets) > 10
+    assert "poll 5 in a row failed" in result.output
     message = result.output[result.output.index("Error: ") :]
-    assert f"resume with: mediaprep status {stored['task_id']} --wait" in message
+    assert f"resume with: mediaprep status --receipt {receipt_file} --wait" in message
     assert f"receipt: {receipt_file}" in message
     server.sandbox.clear_faults()
-    resumed = invoke("status", stored["task_id"], "--wait", "--base-url", server.url,
-                     "--api-key", KEY)  # fmt: skip
+    # The command works as printed: no --base-url, the receipt knows where the service is.
+    command = printed_command(message, "resume with: ")
+    resumed = invoke(*command, env={"MEDIAPREP_API_KEY": KEY})
     assert resumed.exit_code == 0, resumed.output
     assert f"element id: {stored_ids(server)[0]}" in resumed.output
 
@@ -522,7 +552,9 @@ def test_a_wait_timeout_says_how_to_resume_once_and_names_the_receipt(
     assert result.exit_code == 1
     assert "still processing after 0.05 s" in result.output
     (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
-    assert result.output.count(f"mediaprep status {stored['task_id']} --wait") == 1
+    assert result.output.count("mediaprep status ") == 1
+    assert f"task {stored['task_id']} goes on at the service" in result.output
+    assert f"mediaprep status --receipt {receipt_file} --wait" in result.output
     assert f"receipt: {receipt_file}" in result.output
 
 
@@ -534,10 +566,51 @@ def test_status_failing_while_waiting_says_how_to_resume(
     (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
     (stored,) = server.sandbox.elements()
     server.sandbox.add_faults([Fault.parse("get:2+:status=500")])
-    result = invoke("status", "--receipt", str(receipt_file), "--wait", "--api-key", KEY)
+    result = invoke(
+        "status", "--receipt", str(receipt_file), "--wait", "--api-key", KEY, "--timeout", "0.3"
+    )
     assert result.exit_code == 1
-    assert f"resume with: mediaprep status {stored['task_id']} --wait" in result.output
+    assert f"task {stored['task_id']} goes on at the service" in result.output
+    assert f"resume with: mediaprep status --receipt {receipt_file} --wait" in result.output
     assert f"receipt: {receipt_file}" in result.output
+
+
+def test_status_by_id_failing_names_the_base_url_in_its_resume_command(
+    server: SandboxServer, images: list[str], tmp_path: Path, no_backoff: None
+) -> None:
+    env = {"MEDIAPREP_API_KEY": KEY, "MEDIAPREP_BASE_URL": server.url}
+    created = invoke(*image_args(images, server.url, tmp_path / "out"), "--no-wait")
+    assert created.exit_code == 0, created.output
+    (stored,) = server.sandbox.elements()
+    server.sandbox.add_faults([Fault.parse("get:1+:status=503")])
+    result = invoke("status", stored["task_id"], "--wait", "--timeout", "0.3", env=env)
+    assert result.exit_code == 1
+    command = printed_command(result.output, "look it up with: ")
+    assert command == ["status", stored["task_id"], "--base-url", server.url, "--wait"]
+    server.sandbox.clear_faults()
+    resumed = invoke(*command, env={"MEDIAPREP_API_KEY": KEY})  # no MEDIAPREP_BASE_URL
+    assert resumed.exit_code == 0, resumed.output
+    assert f"element id: {stored_ids(server)[0]}" in resumed.output
+
+
+def test_a_run_with_a_config_file_prints_hints_that_work(
+    server: SandboxServer, images: list[str], tmp_path: Path, key_guard: KeyGuard
+) -> None:
+    config = tmp_path / "cfg.toml"
+    config.write_text(f'base_url = "{server.url}"\napi_key = "{KEY}"\n', encoding="utf-8")
+    config.chmod(0o600)
+    key_guard.holds_key(config)
+    args = image_args(images, server.url, tmp_path / "out")
+    at = args.index("--base-url")
+    del args[at : at + 4]
+    created = invoke(*args, "--config", str(config), "--no-wait")
+    assert created.exit_code == 0, created.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    command = printed_command(created.output, "follow it with: ")
+    assert command == ["status", "--receipt", str(receipt_file), "--wait", "--config", str(config)]
+    resumed = invoke(*command)  # no environment at all
+    assert resumed.exit_code == 0, resumed.output
+    assert f"element id: {stored_ids(server)[0]}" in resumed.output
 
 
 def test_a_receipt_that_cannot_be_updated_still_says_how_to_find_the_task(
@@ -586,7 +659,167 @@ def test_ctrl_c_while_waiting_prints_how_to_resume(
     result = CliRunner().invoke(main, image_args(images, server.url, tmp_path / "out"))
     assert result.exit_code == 130
     (stored,) = server.sandbox.elements()
-    assert f"mediaprep status {stored['task_id']} --wait" in result.output
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert f"task {stored['task_id']} goes on at the service" in result.output
+    assert f"mediaprep status --receipt {receipt_file} --wait" in result.output
+    as_json = CliRunner().invoke(main, [*image_args(images, server.url, tmp_path / "o2"), "--json"])
+    assert as_json.exit_code == 130
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is False
+    assert document["error"] == {"type": "KeyboardInterrupt", "message": "interrupted"}
+    assert document["task_id"] == server.sandbox.elements()[1]["task_id"]
+    assert document["resume"].startswith("mediaprep status --receipt ")
+
+
+# --- --json when things fail: one document on stdout, the one-line error on stderr -------------
+
+
+def failure(result: Result) -> dict[str, Any]:
+    """The failure document of a run that exited 1, after checking the streams."""
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ") or "\nError: " in result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    assert document["ok"] is False
+    assert set(document["error"]) >= {"type", "message"}
+    return document
+
+
+def test_json_bad_key(server: SandboxServer, images: list[str], tmp_path: Path) -> None:
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(KEY)] = "bad-sk-test-0123456789abcdef"
+    document = failure(invoke(*args, "--json"))
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    error = document["error"]
+    assert (error["type"], error["status_code"]) == ("AuthenticationError", 401)
+    assert error["request_id"].startswith("req_")
+    assert document["receipt"] == str(receipt_file)
+    assert document["external_task_id"] == read_receipt(receipt_file)["external_task_id"]
+    assert "task_id" not in document
+    assert "resume" not in document  # refused: there is nothing to look up
+
+
+def test_json_failed_check_lists_the_findings(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    small = picture(tmp_path / "in" / "small.png", 7, size=(200, 200))
+    broken = tmp_path / "in" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(images[0])] = small
+    args[args.index(images[1])] = str(broken)
+    document = failure(invoke(*args, "--json", "--no-fix"))
+    assert document["error"]["type"] == "CheckFailedError"
+    found = {(item["path"], item["code"]) for item in document["error"]["findings"]}
+    assert found == {(small, "dimension_too_small"), (str(broken), "unreadable")}
+    assert "resume" not in document
+    assert server.sandbox.request_log == []
+
+
+def test_json_failure_after_the_create_answered(
+    server: SandboxServer, images: list[str], tmp_path: Path, no_backoff: None
+) -> None:
+    server.sandbox.add_faults([Fault.parse("get:1+:status=503")])
+    args = image_args(images, server.url, tmp_path / "out")
+    document = failure(invoke(*args, "--json", "--timeout", "0.3"))
+    (stored,) = server.sandbox.elements()
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    error = document["error"]
+    assert (error["type"], error["status_code"]) == ("InternalServerError", 503)
+    assert error["request_id"].startswith("req_")
+    assert document["task_id"] == stored["task_id"]
+    assert document["external_task_id"] == stored["external_task_id"]
+    assert document["receipt"] == str(receipt_file)
+    assert document["resume"] == f"mediaprep status --receipt {receipt_file} --wait"
+    assert any("in a row failed" in warning for warning in document["warnings"])
+
+
+def test_json_failed_task(server: SandboxServer, images: list[str], tmp_path: Path) -> None:
+    server.sandbox.add_faults([Fault.parse("create:1:fail_task=no face found")])
+    document = failure(invoke(*image_args(images, server.url, tmp_path / "out"), "--json"))
+    (stored,) = server.sandbox.elements()
+    assert document["error"]["type"] == "TaskFailedError"
+    assert document["error"]["reason"] == "no face found"
+    assert (document["task_id"], document["status"]) == (stored["task_id"], "failed")
+    assert "resume" not in document  # the task ended
+
+
+def test_json_wait_timeout(images: list[str], tmp_path: Path) -> None:
+    with SandboxServer(polls_to_complete=1000) as never_done:
+        args = image_args(images, never_done.url, tmp_path / "out")
+        document = failure(invoke(*args, "--json", "--timeout", "0.05"))
+        (stored,) = never_done.sandbox.elements()
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    assert document["error"]["type"] == "WaitTimeoutError"
+    assert document["task_id"] == stored["task_id"]
+    assert document["resume"] == f"mediaprep status --receipt {receipt_file} --wait"
+
+
+def test_json_status_of_a_failed_task_and_of_a_missing_one(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    created = invoke(*image_args(images, server.url, tmp_path / "out"), "--no-wait", "--json")
+    task_id = json.loads(created.stdout)["task_id"]
+    server.sandbox.add_faults([Fault.parse("get:1:fail_task=blurry")])
+    where = ["--base-url", server.url, "--api-key", KEY, "--json"]
+    document = failure(invoke("status", task_id, *where))
+    assert (document["error"]["type"], document["error"]["reason"]) == ("TaskFailedError", "blurry")
+    assert document["task_id"] == task_id
+    assert "resume" not in document
+    missing = failure(invoke("status", "tsk_nope", *where))
+    assert (missing["error"]["type"], missing["error"]["status_code"]) == ("NotFoundError", 404)
+    assert missing["task_id"] == "tsk_nope"
+    assert "resume" not in missing
+
+
+def test_json_usage_errors_exit_2_without_a_document(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index(KEY)] = ""
+    result = invoke(*args, "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "no API key" in result.stderr
+
+
+def test_element_findings_have_a_heading_of_their_own(
+    server: SandboxServer, images: list[str], tmp_path: Path
+) -> None:
+    args = image_args(images, server.url, tmp_path / "out")
+    args[args.index("Bob")] = "A name far too long for it"
+    lines = invoke(*args).output.splitlines()
+    heading = lines.index("check   element rules:")
+    assert lines[heading - 1] == f"check   {images[2]}: ok"
+    assert "name_too_long" in lines[heading + 1]
+    assert all("name_too_long" not in line for line in lines[:heading])
+
+
+@pytest.mark.parametrize(
+    "fault", [FileChangedError("front.png"), OSError(errno.EIO, "Input/output error")]
+)
+def test_a_body_cut_short_marks_the_receipt_unknown(
+    server: SandboxServer,
+    images: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: Exception,
+) -> None:
+    def cut_short(self: Base64File) -> Iterator[bytes]:
+        yield b"AAAA"
+        raise fault
+
+    monkeypatch.setattr(Base64File, "iter_encoded", cut_short)
+    with pytest.raises(type(fault)):
+        run_submit(server, images, tmp_path / "out", [])
+    (receipt_file,) = (tmp_path / "out").glob("mediaprep-receipt-*.json")
+    receipt = read_receipt(receipt_file)
+    assert (receipt["status"], receipt["error"]) == ("unknown", str(fault))
+    assert server.sandbox.elements() == []
+    result = invoke(*image_args(images, server.url, tmp_path / "o2"), "--json")
+    document = failure(result)
+    assert document["error"]["type"] == type(fault).__name__
+    assert document["resume"].startswith("mediaprep status --receipt ")
+    assert "the task may exist; look it up with: mediaprep status --receipt" in result.stderr
 
 
 def test_slow_answer_through_the_cli_with_a_config_timeout(
@@ -693,6 +926,11 @@ def run_submit(
 
 
 FAULTS = [
+    "create:1:status=500,after_store",
+    "create:1:status=504,after_store",
+    "create:1:malformed_json,after_store",
+    "get:1:status=503,after_store",
+    "get:1:malformed_json,after_store",
     "create:1:status=500",
     "create:1:status=503",
     "create:1:status=502",

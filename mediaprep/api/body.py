@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MediaprepError
+from ..errors import FileChangedError
 from ..inspectors.url import is_url
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Base64File:
 
         Raises:
             OSError: the file cannot be read.
-            MediaprepError: the file's size changed since the body was built.
+            FileChangedError: the file's size changed since the body was built.
         """
         if self.prefix:
             yield self.prefix.encode("ascii")
@@ -116,9 +116,7 @@ class Base64File:
                 remaining -= len(block)
                 yield base64.b64encode(block)
             if remaining or stream.read(1):
-                raise MediaprepError(
-                    f"{self.path} changed size while it was being sent; send it again"
-                )
+                raise FileChangedError(str(self.path))
 
 
 BodyValue = str | Base64File
@@ -209,7 +207,7 @@ class RequestBody:
 
         Raises:
             OSError: a file cannot be read.
-            MediaprepError: a file changed size since the body was built.
+            FileChangedError: a file changed size since the body was built.
         """
         pending = bytearray()
         for fragment in _fragments(self.fields):

@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, NoReturn
 from urllib.parse import quote
@@ -38,9 +39,15 @@ from ..errors import (
     WaitTimeoutError,
 )
 from .body import RequestBody
-from .config import Secret, Settings
+from .config import ENV_API_KEY, ENV_BASE_URL, Secret, Settings, default_config_path
 from .provider import KirinProvider, Provider, Task, get_provider
-from .retry import DEFAULT_MAX_RETRIES, parse_retry_after, retry_delay, should_retry
+from .retry import (
+    DEFAULT_MAX_RETRIES,
+    MAX_RETRY_AFTER_SECONDS,
+    parse_retry_after,
+    retry_delay,
+    should_retry,
+)
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
@@ -153,6 +160,17 @@ def timeout_for(seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(connect=min(10.0, seconds), read=seconds, write=300.0, pool=10.0)
 
 
+@dataclass(frozen=True)
+class MissedPoll:
+    """A poll that failed while waiting and will be tried again at the next interval.
+
+    ``error`` is the failure; ``consecutive`` counts the failed polls in a row (from 1).
+    """
+
+    error: APIError
+    consecutive: int
+
+
 class Client:
     """Talks to the service through a :class:`Provider`; httpx inside.
 
@@ -212,11 +230,15 @@ class Client:
         Raises:
             UsageError: the base URL or the key is missing, or the provider is unknown.
         """
-        where = f" or set it in {settings.config_path}" if settings.config_path else ""
+        config = settings.config_path or default_config_path()
         if not settings.base_url:
-            raise UsageError(f"no base URL: give --base-url{where}, or set MEDIAPREP_BASE_URL")
+            raise UsageError(
+                f"no base URL: give --base-url, put base_url in {config}, or set {ENV_BASE_URL}"
+            )
         if settings.api_key is None:
-            raise UsageError(f"no API key: give --api-key{where}, or set MEDIAPREP_API_KEY")
+            raise UsageError(
+                f"no API key: give --api-key, put api_key in {config}, or set {ENV_API_KEY}"
+            )
         provider = get_provider(
             settings.provider, create_path=settings.create_path, task_path=settings.task_path
         )
@@ -288,20 +310,12 @@ class Client:
             ) from exc
         return self.provider.parse_task(data)
 
-    def _backoff(
-        self, attempt: int, response: httpx.Response | None, deadline: float | None = None
-    ) -> bool:
-        """Sleep before retry ``attempt``, never past ``deadline``; False when none is left."""
+    def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
+        """Sleep before retry ``attempt``: the ``Retry-After`` asked for, else backoff."""
         header = response.headers.get("retry-after") if response is not None else None
         delay = retry_delay(attempt, parse_retry_after(header, self._wall_clock()), rng=self._rng)
-        if deadline is not None:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return False
-            delay = min(delay, remaining)
         logger.debug("retrying in %.2f s (attempt %d)", delay, attempt + 1)
         self._sleep(delay)
-        return True
 
     # --- the API ------------------------------------------------------------------------------
     def get(self, task_id: str) -> Task:
@@ -313,10 +327,6 @@ class Client:
             APIConnectionError: no answer, after every retry.
             APIResponseError: an answer that is not a task, after every retry.
         """
-        return self._get(task_id, deadline=None)
-
-    def _get(self, task_id: str, deadline: float | None) -> Task:
-        """:meth:`get`, retrying only until ``deadline`` (on the clock) when one is given."""
         url = self.task_url(task_id)
         attempt = 1
         while True:
@@ -327,9 +337,25 @@ class Client:
             except APIError as exc:
                 if attempt > self.max_retries or not should_retry(exc):
                     raise
-                if not self._backoff(attempt, response, deadline):
-                    raise
+            self._backoff(attempt, response)
             attempt += 1
+
+    def _poll_once(self, url: str) -> tuple[Task | None, APIError | None, float | None]:
+        """One read of a task while waiting: the task, or the retryable error and the
+        ``Retry-After`` seconds it asked for.
+
+        Raises:
+            APIError: a failure that polling again cannot mend (a 404, a refused key...).
+        """
+        response: httpx.Response | None = None
+        try:
+            response = self._send("GET", url)
+            return self._task_from(response), None, None
+        except APIError as exc:
+            if not should_retry(exc):
+                raise
+            header = response.headers.get("retry-after") if response is not None else None
+            return None, exc, parse_retry_after(header, self._wall_clock())
 
     def create(self, body: RequestBody) -> Task:
         """Create the task ``body`` describes, at most once.
@@ -345,6 +371,9 @@ class Client:
             APIStatusError: another error answer, after every retry.
             APIConnectionError: no answer, after every retry; the task may exist: look it up
                 by its ``external_task_id``.
+            FileChangedError: a file changed size while it was sent (the request went out
+                incomplete; the task may exist: look it up by its ``external_task_id``).
+            OSError: a file could not be read while it was sent (likewise).
         """
         url = self.url_for(self.provider.create_path)
         external = body.external_task_id
@@ -375,36 +404,53 @@ class Client:
 
     def poll(
         self, task_id: str, *, timeout: float = DEFAULT_WAIT_SECONDS
-    ) -> Generator[Task, None, Task]:
+    ) -> Generator[Task | MissedPoll, None, Task]:
         """Yield the task at every poll until it completes; return the completed task.
 
         Polls every 1 s at first, growing by half each time up to 10 s. Status words mediaprep
-        does not know are yielded (status ``"unknown"``) and waited on.
+        does not know are yielded (status ``"unknown"``) and waited on. A poll that fails in a
+        way worth another try (no answer, an unreadable one, 408, 429, 5xx) is yielded as a
+        :class:`MissedPoll` and polling goes on at the same pace (longer when the service asks
+        with ``Retry-After``) until the deadline.
 
         Raises:
             TaskFailedError: the task failed or was cancelled (with the service's reason).
             WaitTimeoutError: ``timeout`` seconds passed on the clock without completion.
-            APIError: reading the task failed after every retry, or after the retries the
-                time left allowed (a retry never sleeps past the deadline).
+            APIError: a poll failed in a way polling again cannot mend (NotFoundError: no such
+                task), or the polls kept failing until the deadline (the last failure).
         """
+        url = self.task_url(task_id)
         deadline = self._clock() + timeout
         interval = POLL_FIRST_SECONDS
+        misses = 0
         while True:
-            task = self._get(task_id, deadline)
-            yield task
-            match task.status:
-                case "completed":
-                    return task
-                case "failed" | "cancelled":
-                    raise TaskFailedError(task.task_id, task.status, task.error or "")
-                case "pending" | "processing" | "unknown":
-                    pass
-                case _:
-                    assert_never(task.status)
+            task, error, retry_after = self._poll_once(url)
+            if task is None:
+                assert error is not None
+                misses += 1
+                yield MissedPoll(error, misses)
+            else:
+                misses = 0
+                yield task
+                match task.status:
+                    case "completed":
+                        return task
+                    case "failed" | "cancelled":
+                        raise TaskFailedError(task.task_id, task.status, task.error or "")
+                    case "pending" | "processing" | "unknown":
+                        pass
+                    case _:
+                        assert_never(task.status)
             remaining = deadline - self._clock()
             if remaining <= 0:
+                if error is not None:
+                    raise error
+                assert task is not None
                 raise WaitTimeoutError(task.task_id, timeout, task.status_text or task.status)
-            self._sleep(min(interval, remaining))
+            pause = interval
+            if retry_after is not None:
+                pause = max(pause, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+            self._sleep(min(pause, remaining))
             interval = min(interval * POLL_GROWTH, POLL_MAX_SECONDS)
 
     def wait(
@@ -413,14 +459,21 @@ class Client:
         *,
         timeout: float = DEFAULT_WAIT_SECONDS,
         on_update: Callable[[Task], None] | None = None,
+        on_missed: Callable[[MissedPoll], None] | None = None,
     ) -> Task:
-        """Poll until the task completes and return it; ``on_update`` sees every poll.
+        """Poll until the task completes and return it (see :meth:`poll`).
+
+        Args:
+            task_id: the task id or its ``external_task_id``.
+            timeout: seconds to wait, on the clock.
+            on_update: sees the task at every poll.
+            on_missed: sees every poll that failed and will be tried again (worth a warning).
 
         Raises:
             TaskFailedError: the task failed or was cancelled (with the service's reason).
             WaitTimeoutError: ``timeout`` seconds passed on the clock without completion.
-            APIError: reading the task failed after every retry, or after the retries the
-                time left allowed.
+            APIError: a poll failed in a way polling again cannot mend, or the polls kept
+                failing until the deadline (the last failure).
         """
         updates = self.poll(task_id, timeout=timeout)
         while True:
@@ -429,5 +482,8 @@ class Client:
             except StopIteration as finished:
                 completed: Task = finished.value
                 return completed
-            if on_update is not None:
+            if isinstance(task, MissedPoll):
+                if on_missed is not None:
+                    on_missed(task)
+            elif on_update is not None:
                 on_update(task)

@@ -4,11 +4,16 @@
 way the service would (the body rules of :mod:`mediaprep.spec`, Base64 media through the
 inspectors), keeps tasks in memory, moves them to ``completed`` over a few polls, and injects
 faults on demand: error statuses, dropped connections, slow or garbled answers, failed tasks.
+An error status or a garbled answer can come before the request is processed (nothing stored)
+or, with ``after_store``, after it (a create stores its task, then the answer is the fault):
+the cases that would show a client creating twice.
 
 Admin endpoints, for tests and scripts (no API key needed):
 
     GET    /_sandbox/faults     the faults in force
     POST   /_sandbox/faults     add faults: a JSON list of specs ("create:1:status=503") or objects
+                                ({"on": "create", "nth": 1, "action": "status", "status": 504,
+                                "after_store": true})
     DELETE /_sandbox/faults     remove every fault
     GET    /_sandbox/elements   every stored task with its element
 
@@ -70,9 +75,13 @@ FaultAction = Literal["status", "drop", "drop_after_store", "slow", "malformed_j
 TaskStatus = Literal["pending", "processing", "completed", "failed"]
 FAULT_KINDS: Final[tuple[str, ...]] = get_args(FaultKind)
 FAULT_ACTIONS: Final[tuple[str, ...]] = get_args(FaultAction)
+#: The actions that can fire after the request was processed, and the spec option that says so.
+AFTER_STORE_ACTIONS: Final = ("status", "malformed_json")
+AFTER_STORE_OPTION: Final = "after_store"
 FAULT_EXAMPLES: Final = (
     "create:1:status=503, get:2:status=429,retry_after=1, create:1:drop, "
-    "create:1:drop_after_store, any:3:slow=2.5, get:1:malformed_json, "
+    "create:1:drop_after_store, create:1:status=504,after_store, "
+    "create:1:malformed_json,after_store, any:3:slow=2.5, get:1:malformed_json, "
     "create:1:fail_task=reason text, create:2+:status=500"
 )
 
@@ -108,7 +117,9 @@ class Fault:
     ``drop_after_store`` processes it (a create stores its task), then closes the connection
     unanswered; ``slow`` sleeps ``seconds`` before processing; ``malformed_json`` answers 200 with
     a body that is not JSON, without processing; ``fail_task`` makes the created or polled task
-    end ``failed`` with ``reason``.
+    end ``failed`` with ``reason``. With ``after_store``, ``status`` and ``malformed_json``
+    process the request first (a create stores its task, a poll advances it), then answer with
+    the fault instead of the task.
 
     Raises:
         ValueError: a field is out of range or does not go with the action.
@@ -122,6 +133,7 @@ class Fault:
     seconds: float = 0
     reason: str = ""
     every: bool = False
+    after_store: bool = False
 
     def __post_init__(self) -> None:
         if self.on not in FAULT_KINDS:
@@ -149,14 +161,22 @@ class Fault:
             )
         if not isinstance(self.reason, str) or not isinstance(self.every, bool):
             raise ValueError("fault 'reason' must be a string and 'every' a boolean")
+        if not isinstance(self.after_store, bool):
+            raise ValueError(f"fault 'after_store' must be a boolean, not {self.after_store!r}")
+        if self.after_store and self.action not in AFTER_STORE_ACTIONS:
+            raise ValueError(
+                f"fault 'after_store' goes only with {' and '.join(AFTER_STORE_ACTIONS)}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Fault:
-        """Read a compact spec ``ON:NTH[+]:ACTION[=VALUE][,retry_after=VALUE]``.
+        """Read a compact spec ``ON:NTH[+]:ACTION[=VALUE][,retry_after=VALUE][,after_store]``.
 
         ``NTH+`` fires on the nth request and every later one. Examples: ``create:1:status=503``,
         ``get:2:status=429,retry_after=1``, ``create:1:drop_after_store``, ``any:3:slow=2.5``,
-        ``get:1:malformed_json``, ``create:1:fail_task=reason text`` (the reason runs to the end).
+        ``get:1:malformed_json``, ``create:1:status=504,after_store``,
+        ``create:1:malformed_json,after_store``, ``create:1:fail_task=reason text`` (the reason
+        runs to the end).
 
         Raises:
             ValueError: the text is not a fault spec; the message says why and shows the form.
@@ -189,6 +209,10 @@ class Fault:
                 raise ValueError(f"unknown action {action!r}")
             reason = reason.strip() if has_value else ""
             return cls(kind, nth, "fail_task", reason=reason or DEFAULT_FAIL_REASON, every=every)
+        head, after_mark, after = rest.rpartition(",")
+        after_store = bool(after_mark) and after.strip() == AFTER_STORE_OPTION
+        if after_store:
+            rest = head.strip()
         head, has_option, option = (part.strip() for part in rest.partition(","))
         action, has_value, value = (part.strip() for part in head.partition("="))
         if action == "status":
@@ -200,7 +224,15 @@ class Fault:
                 name, _, retry_after = (part.strip() for part in option.partition("="))
                 if name != "retry_after" or not retry_after:
                     raise ValueError(f"unknown option {option!r}; status takes retry_after=VALUE")
-            return cls(kind, nth, "status", status=int(value), retry_after=retry_after, every=every)
+            return cls(
+                kind,
+                nth,
+                "status",
+                status=int(value),
+                retry_after=retry_after,
+                every=every,
+                after_store=after_store,
+            )
         if has_option:
             raise ValueError(f"{action} takes no options")
         if action == "slow":
@@ -208,11 +240,11 @@ class Fault:
                 seconds = float(value)
             except ValueError:
                 raise ValueError("slow needs seconds, e.g. slow=2.5") from None
-            return cls(kind, nth, "slow", seconds=seconds, every=every)
+            return cls(kind, nth, "slow", seconds=seconds, every=every, after_store=after_store)
         if action in ("drop", "drop_after_store", "malformed_json"):
             if has_value:
                 raise ValueError(f"{action} takes no value")
-            return cls(kind, nth, cast(FaultAction, action), every=every)
+            return cls(kind, nth, cast(FaultAction, action), every=every, after_store=after_store)
         raise ValueError(f"unknown action {action!r}; one of {', '.join(FAULT_ACTIONS)}")
 
     def to_spec(self) -> str:
@@ -227,6 +259,8 @@ class Fault:
             action = f"slow={self.seconds:g}"
         elif self.action == "fail_task" and self.reason:
             action = f"fail_task={self.reason}"
+        if self.after_store:
+            action += f",{AFTER_STORE_OPTION}"
         return f"{self.on}:{nth}:{action}"
 
     @classmethod
@@ -805,6 +839,23 @@ class _Armed:
         return nth == self.fault.nth or (self.fault.every and nth >= self.fault.nth)
 
 
+def _fault_answer(fault: Fault, request_id: str, *, stored: bool) -> Answer | None:
+    """The answer ``fault`` puts in place of the real one, before or after the request was
+    processed (``stored``); None when it does not answer at that point."""
+    if stored != (fault.after_store or fault.action == "drop_after_store"):
+        return None
+    if fault.action == "status":
+        retry = (("Retry-After", fault.retry_after),) if fault.retry_after else ()
+        return error_answer(
+            fault.status, f"sandbox fault {fault.to_spec()}", request_id, headers=retry
+        )
+    if fault.action in ("drop", "drop_after_store"):
+        return Answer(0, drop=True)
+    if fault.action == "malformed_json":
+        return Answer(200, MALFORMED_BODY, _base_headers(request_id))
+    return None
+
+
 def _owner(authorization: str | None) -> str:
     """The key's owner id (a SHA-256 of the key); the key itself goes no further.
 
@@ -1026,13 +1077,9 @@ class Sandbox:
         if delay:
             self._stopping.wait(min(delay, MAX_SLOW_SECONDS))
         for fault in fired:
-            if fault.action == "status":
-                retry = (("Retry-After", fault.retry_after),) if fault.retry_after else ()
-                raise _Problem(fault.status, f"sandbox fault {fault.to_spec()}", headers=retry)
-            if fault.action == "drop":
-                return Answer(0, drop=True)
-            if fault.action == "malformed_json":
-                return Answer(200, MALFORMED_BODY, _base_headers(request_id))
+            answer = None if fault.after_store else _fault_answer(fault, request_id, stored=False)
+            if answer is not None:
+                return answer
         fail_reason = next(
             (fault.reason or DEFAULT_FAIL_REASON for fault in fired if fault.action == "fail_task"),
             None,
@@ -1042,8 +1089,10 @@ class Sandbox:
             task = self._create(owner, body, fail_reason)
         else:
             task = self._poll(owner, task_ref, fail_reason)
-        if any(fault.action == "drop_after_store" for fault in fired):
-            return Answer(0, drop=True)
+        for fault in fired:
+            answer = _fault_answer(fault, request_id, stored=True)
+            if answer is not None:
+                return answer
         return _json_answer(200, task, request_id)
 
     def _create(self, owner: str, stream: IO[bytes], fail_reason: str | None) -> dict[str, Any]:

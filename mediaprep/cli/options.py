@@ -10,13 +10,21 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 
 from .. import spec
 from ..errors import UsageError
-from ..fixers.plan import DEFAULT_PRESET, FixOptions
+from ..fixers.plan import (
+    DEFAULT_CRF,
+    DEFAULT_PRESET,
+    X264_PRESETS,
+    Extend,
+    Fit,
+    FixOptions,
+    Orientation,
+)
 from ..inspectors import Element, is_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,7 +149,7 @@ FIX_FIELDS = (
 FIX_OPTIONS = [
     click.option(
         "--fit",
-        type=click.Choice(["pad", "crop", "blur"]),
+        type=click.Choice(get_args(Fit)),
         default="pad",
         show_default=True,
         help="Reach the allowed shape by padding, cropping, or padding with a blurred copy.",
@@ -167,15 +175,25 @@ FIX_OPTIONS = [
     ),
     click.option(
         "--orientation",
-        type=click.Choice(["auto", "landscape", "portrait"]),
+        type=click.Choice(get_args(Orientation)),
         default="auto",
         show_default=True,
         help=f"Video output: {spec.frame_text(spec.VIDEO_LANDSCAPE)} (landscape) or "
         f"{spec.frame_text(spec.VIDEO_PORTRAIT)} (portrait).",
     ),
-    click.option("--preset", default=None, help="x264 preset for video transcodes."),
     click.option(
-        "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="x264 CRF."
+        "--preset",
+        type=click.Choice(X264_PRESETS),
+        default=DEFAULT_PRESET,
+        show_default=True,
+        help="x264 preset for video transcodes.",
+    ),
+    click.option(
+        "--crf",
+        type=click.IntRange(0, 51),
+        default=DEFAULT_CRF,
+        show_default=True,
+        help="x264 CRF (lower is better and larger).",
     ),
     click.option(
         "--start",
@@ -186,9 +204,10 @@ FIX_OPTIONS = [
     ),
     click.option(
         "--extend",
-        type=click.Choice(["loop", "freeze"]),
+        type=click.Choice(get_args(Extend)),
         default=None,
-        help="Lengthen a video shorter than 3 s by looping it or holding its last frame.",
+        help=f"Lengthen a video shorter than {spec.VIDEO_MIN_SECONDS:g} s by looping it or "
+        "holding its last frame.",
     ),
     click.option("--mute", is_flag=True, help="Drop video audio (no voice customization)."),
 ]
@@ -201,7 +220,7 @@ def fix_options_from(
     min_side: int,
     keep_metadata: bool,
     orientation: str,
-    preset: str | None,
+    preset: str,
     crf: int,
     start: float,
     extend: str | None,
@@ -222,7 +241,7 @@ def fix_options_from(
             min_side=min_side,
             keep_metadata=keep_metadata,
             orientation=orientation,  # type: ignore[arg-type]
-            preset=preset or DEFAULT_PRESET,
+            preset=preset,
             crf=crf,
             start=start,
             extend=extend,  # type: ignore[arg-type]

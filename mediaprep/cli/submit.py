@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -18,15 +20,17 @@ from ..api.config import ENV_API_KEY, ENV_BASE_URL, Settings, load_settings
 from ..api.provider import ElementInfo, Task
 from ..errors import (
     APIConnectionError,
-    APIError,
     APIResponseError,
     APIStatusError,
     AuthenticationError,
+    CheckFailedError,
     ConflictError,
+    FileChangedError,
+    MediaprepError,
     TaskFailedError,
-    WaitTimeoutError,
+    UsageError,
 )
-from ..findings import FileReport
+from ..findings import ElementReport, FileReport
 from ..fixers import FixOptions
 from ..spec import size_text
 from ..submit import (
@@ -39,18 +43,25 @@ from ..submit import (
     Fixing,
     FixProgress,
     Polled,
+    PollFailed,
     Sending,
     SubmitEvent,
     follow,
     submit,
 )
-from . import CommandError, TranscodeBar, emit_json, library_errors, main, style, use_color
+from . import (
+    EXIT_INTERRUPTED,
+    CommandError,
+    TranscodeBar,
+    emit_json,
+    main,
+    style,
+    use_color,
+)
 from .check import finding_line
 from .options import ElementArgs, element_options, fix_options
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_INTERRUPTED = 130
 
 
 def wait_timeout_option(help_text: str) -> Callable[[F], F]:
@@ -148,15 +159,27 @@ def _summary_lines(element: ElementInfo, receipt: Path | None) -> list[str]:
 
 
 class _Run:
-    """Turns events into output and keeps what the final summary and an interruption need."""
+    """Turns events into output and keeps what the final summary, a failure (with ``--json``,
+    its document) and an interruption need.
 
-    def __init__(self, *, as_json: bool) -> None:
+    Args:
+        as_json: print one JSON document at the end instead of lines as events come.
+        document: the document's first fields.
+    """
+
+    def __init__(self, *, as_json: bool, document: dict[str, Any]) -> None:
         self.as_json = as_json
         self.color = use_color(sys.stdout)
-        self.document: dict[str, Any] = {"ok": False, "files": [], "fixes": [], "warnings": []}
+        self.tty = bool(getattr(sys.stdout, "isatty", lambda: False)())
+        self.document: dict[str, Any] = {"ok": False, **document, "warnings": []}
         self.task: Task | None = None
         self.receipt: Path | None = None
         self.external_task_id: str | None = None
+        #: How the user named the task (``status``), for a resume before any poll answered.
+        self.ident: list[str] = []
+        #: Where the settings came from, for resume commands that work as printed.
+        self.base_url: str | None = None
+        self.config_path: Path | None = None
         self.bar = TranscodeBar("", enabled=False)
 
     def say(self, line: str) -> None:
@@ -175,14 +198,10 @@ class _Run:
             if event.fixed:
                 self.say("check   element passes with the fixed files")
             else:
-                for report in event.report.files:
-                    self.say(_file_line(report))
-                    for finding in report.findings:
-                        self.say(finding_line(finding, color=self.color))
-                for finding in event.report.findings:
-                    self.say(finding_line(finding, color=self.color))
+                self._checked(event.report)
         elif isinstance(event, Fixing):
-            self.say(f"fix     {event.path} ...")
+            if self.tty:  # a terminal shows the file while it is fixed; a log gets one line
+                self.say(f"fix     {event.path} ...")
             self.bar = TranscodeBar(Path(event.path).name, enabled=not self.as_json)
         elif isinstance(event, FixProgress):
             self.bar.update(event.progress)
@@ -210,6 +229,11 @@ class _Run:
             self.say(f"receipt {event.receipt}")
         elif isinstance(event, Created | Polled):
             self._task(event.task)
+        elif isinstance(event, PollFailed):
+            self.warn(
+                f"task {event.task_id}: poll {event.consecutive} in a row failed ({event.error}); "
+                "polling on until the timeout"
+            )
         elif isinstance(event, Completed):
             self._task(event.task)
             self.document.update(
@@ -220,6 +244,17 @@ class _Run:
             self.say(f"element id: {event.element.element_id}")
             for line in _summary_lines(event.element, event.receipt):
                 self.say(line)
+
+    def _checked(self, report: ElementReport) -> None:
+        for file in report.files:
+            self.say(_file_line(file))
+            for finding in file.findings:
+                self.say(finding_line(finding, color=self.color))
+        if report.findings:
+            # A heading of its own, so these do not read as the last file's findings.
+            self.say("check   element rules:")
+            for finding in report.findings:
+                self.say(finding_line(finding, color=self.color))
 
     def _task(self, task: Task) -> None:
         changed = self.task is None or (task.status, task.progress) != (
@@ -244,75 +279,116 @@ class _Run:
         click.echo(json.dumps(event.body, indent=2, ensure_ascii=False))
         click.echo("(dry run: nothing was sent)", err=True)
 
-    def resume_hint(self) -> str | None:
-        """How to pick the task up again: by its id once the create answered, else by the
-        receipt once sending began; None before that."""
-        if self.task is not None:
-            hint = (
-                f"task {self.task.task_id} goes on at the service; resume with: "
-                f"mediaprep status {self.task.task_id} --wait"
-            )
-            return f"{hint}\nreceipt: {self.receipt}" if self.receipt is not None else hint
-        if self.receipt is not None:
-            return (
-                "the task may exist; look it up with: "
-                f"mediaprep status --receipt {self.receipt} --wait"
-            )
-        return None
+    def _status_command(self, *ident: str) -> str:
+        """``mediaprep status IDENT --wait`` with the settings that found the service: the
+        receipt holds the base URL; otherwise ``--base-url``; ``--config`` when one was given.
+        Never the key."""
+        where = ["--base-url", self.base_url] if self.base_url and ident[0] != "--receipt" else []
+        config = ["--config", str(self.config_path)] if self.config_path is not None else []
+        return shlex.join(["mediaprep", "status", *ident, *where, "--wait", *config])
 
-    def interrupted(self) -> None:
+    def resume_command(self) -> str | None:
+        """The command that picks the task up again: by the receipt when there is one, else by
+        the task id; None before anything was sent."""
+        if self.receipt is not None:
+            return self._status_command("--receipt", str(self.receipt))
+        if self.task is not None:
+            return self._status_command(self.task.task_id)
+        return self._status_command(*self.ident) if self.ident else None
+
+    def resume_hint(self) -> str | None:
+        """How to pick the task up again, in words; None before anything was sent."""
+        command = self.resume_command()
+        if command is None:
+            return None
+        if self.task is None:
+            return f"the task may exist; look it up with: {command}"
+        hint = f"task {self.task.task_id} goes on at the service; resume with: {command}"
+        return f"{hint}\nreceipt: {self.receipt}" if self.receipt is not None else hint
+
+    def _resumable(self, exc: BaseException) -> bool:
+        """Whether the task exists or may exist after ``exc``.
+
+        Once the create answered, every failure but a failed task leaves it. Before that, only
+        failures that leave the create's outcome unknown (no answer, an unreadable one, a 5xx,
+        a body cut short) do: any other answer refused it.
+        """
+        if isinstance(exc, TaskFailedError):
+            return False  # the task ended: there is nothing to resume
+        return (
+            self.task is not None
+            or isinstance(exc, APIConnectionError | APIResponseError | FileChangedError | OSError)
+            or (isinstance(exc, APIStatusError) and exc.status_code >= 500)
+        )
+
+    def _explain(self, exc: MediaprepError | OSError) -> tuple[str, str | None]:
+        """The one-line message for ``exc`` (with how to resume) and the resume command."""
+        if isinstance(exc, ConflictError):
+            command = self._status_command("--external-task-id", self.external_task_id or "")
+            return f"{exc}; if that task was sent before, look it up with: {command}", command
+        message = str(exc)
+        if isinstance(exc, AuthenticationError):
+            message = f"authentication failed (check the API key): {exc}"
+        if not self._resumable(exc):
+            return message, None
+        hint = self.resume_hint()
+        return (f"{message}\n{hint}" if hint else message), self.resume_command()
+
+    def fail(self, exc: BaseException, message: str, resume: str | None) -> None:
+        """With --json, print the failure document: what is known, ``error`` and ``resume``."""
+        if not self.as_json:
+            return
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": message}
+        if isinstance(exc, APIStatusError):
+            error["status_code"] = exc.status_code
+            if exc.request_id:
+                error["request_id"] = exc.request_id
+        if isinstance(exc, TaskFailedError):
+            error["reason"] = exc.reason
+        if isinstance(exc, CheckFailedError):
+            error["findings"] = _error_findings(exc.report)
+        self.document.update(ok=False, error=error)
+        if resume is not None:
+            self.document["resume"] = resume
+        emit_json(self.document)
+
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        """Library errors become one-line messages on stderr (exit 1; usage errors exit 2,
+        without a document), with --json also the failure document on stdout; Ctrl-C prints
+        how to resume and exits 130."""
+        try:
+            yield
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from exc
+        except KeyboardInterrupt:
+            self.interrupted()
+        except (MediaprepError, OSError) as exc:  # OSError: e.g. the disk filled up
+            message, resume = self._explain(exc)
+            self.fail(exc, str(exc), resume)
+            raise CommandError(message) from exc
+
+    def interrupted(self) -> NoReturn:
         """Say how to pick the task up again, then exit 130."""
         hint = self.resume_hint()
+        self.fail(KeyboardInterrupt(), "interrupted", self.resume_command())
         click.echo(f"\ninterrupted; {hint or 'nothing was sent'}", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _drive(run: _Run, events: Iterator[SubmitEvent]) -> None:
-    """Show every event; library errors become one-line messages, Ctrl-C a resume hint."""
-    try:
-        with library_errors():
-            try:
-                for event in events:
-                    run.show(event)
-            except ConflictError as exc:
-                raise CommandError(
-                    f"{exc}; if that task was sent before, look it up with: "
-                    f"mediaprep status --external-task-id {run.external_task_id}"
-                ) from exc
-            except AuthenticationError as exc:
-                message = f"authentication failed (check the API key): {exc}"
-                raise CommandError(_with_hint(message, exc, run)) from exc
-            except APIError as exc:
-                raise CommandError(_with_hint(str(exc), exc, run)) from exc
-            except OSError as exc:  # e.g. the disk filled up while the receipt was updated
-                hint = run.resume_hint()
-                if hint is None:
-                    raise
-                raise CommandError(f"{exc}\n{hint}") from exc
-    except KeyboardInterrupt:
-        run.interrupted()
-
-
-def _with_hint(message: str, exc: APIError, run: _Run) -> str:
-    """``message``, and how to resume when the task exists or may exist.
-
-    Once the create answered, every failure but a failed task gets the task id and the resume
-    command. Before that, only failures that leave the create's outcome unknown (no answer, an
-    unreadable one, a 5xx) get the receipt to look it up by: any other answer refused it.
-    """
-    if isinstance(exc, TaskFailedError):
-        return message  # the task ended: there is nothing to resume
-    if run.task is None and not (
-        isinstance(exc, APIConnectionError | APIResponseError)
-        or (isinstance(exc, APIStatusError) and exc.status_code >= 500)
-    ):
-        return message
-    if isinstance(exc, WaitTimeoutError):
-        # Its message already names the resume command; add where the receipt is.
-        hint = f"receipt: {run.receipt}" if run.receipt is not None else None
-    else:
-        hint = run.resume_hint()
-    return f"{message}\n{hint}" if hint else message
+def _error_findings(report: ElementReport) -> list[dict[str, Any]]:
+    """The error findings that stopped the element, each with its file's path (None: the
+    element's own)."""
+    found: list[dict[str, Any]] = [
+        {"path": None, **finding.to_dict()} for finding in report.findings if finding.is_error
+    ]
+    for file in report.files:
+        found.extend(
+            {"path": file.path, **finding.to_dict()}
+            for finding in file.findings
+            if finding.is_error
+        )
+    return found
 
 
 @main.command("submit")
@@ -363,28 +439,30 @@ def submit_command(
     element = element_args.build()
     if external_task_id:
         element = dataclasses.replace(element, external_task_id=external_task_id.strip())
-    run = _Run(as_json=as_json)
-    with library_errors():
+    run = _Run(as_json=as_json, document={"files": [], "fixes": []})
+    run.config_path = config_path
+    with run.failures():
         settings = settings_from(ctx, api_key, base_url, config_path)
-    events = submit(
-        element,
-        settings,
-        fix_options=fix_options,
-        no_fix=no_fix,
-        out_dir=out_dir,
-        dry_run=dry_run,
-        wait=not no_wait,
-        timeout=timeout,
-        url_check=not no_url_check,
-        data_uri=data_uri,
-    )
-    _drive(run, events)
+        run.base_url = settings.base_url
+        events = submit(
+            element,
+            settings,
+            fix_options=fix_options,
+            no_fix=no_fix,
+            out_dir=out_dir,
+            dry_run=dry_run,
+            wait=not no_wait,
+            timeout=timeout,
+            url_check=not no_url_check,
+            data_uri=data_uri,
+        )
+        for event in events:
+            run.show(event)
+    if no_wait and run.task is not None:
+        run.document.update(ok=True, resume=run.resume_command())
+        run.say(f"not waiting; follow it with: {run.resume_command()}")
     if as_json:
-        if not dry_run and no_wait and run.task is not None:
-            run.document["ok"] = True
         emit_json(run.document)
-    elif no_wait and run.task is not None:
-        click.echo(f"not waiting; follow it with: mediaprep status {run.task.task_id} --wait")
 
 
 @main.command("status")
@@ -419,24 +497,29 @@ def status_command(
     """
     if sum(value is not None for value in (task_id, external_task_id, receipt)) != 1:
         raise click.UsageError("give one of: TASK_ID, --external-task-id, or --receipt")
-    run = _Run(as_json=as_json)
+    known = {"task_id": task_id, "external_task_id": external_task_id}
+    if receipt is not None:
+        known["receipt"] = str(receipt)
+    run = _Run(as_json=as_json, document={k: v for k, v in known.items() if v is not None})
     run.receipt = receipt
-    with library_errors():
+    run.config_path = config_path
+    run.ident = [task_id] if task_id else ["--external-task-id", external_task_id or ""]
+    with run.failures():
         settings = settings_from(ctx, api_key, base_url, config_path)
-    events = follow(
-        settings,
-        task_id=task_id,
-        external_task_id=external_task_id,
-        receipt=receipt,
-        wait=wait,
-        timeout=timeout,
-    )
-    _drive(run, events)
+        run.base_url = settings.base_url
+        events = follow(
+            settings,
+            task_id=task_id,
+            external_task_id=external_task_id,
+            receipt=receipt,
+            wait=wait,
+            timeout=timeout,
+        )
+        for event in events:
+            run.show(event)
     if run.task is not None and run.task.status != "completed":
         run.document["ok"] = True
     if as_json:
-        if receipt is not None:
-            run.document["receipt"] = str(receipt)
         emit_json(run.document)
 
 
@@ -461,7 +544,9 @@ def _is_loopback(host: str) -> bool:
     multiple=True,
     metavar="SPEC",
     help="Inject a fault, e.g. create:1:status=503, get:2:status=429,retry_after=1, "
-    "create:1:drop_after_store, any:3:slow=2.5, get:1:malformed_json, create:1:fail_task=why.",
+    "create:1:drop_after_store, any:3:slow=2.5, get:1:malformed_json, create:1:fail_task=why. "
+    "Add ',after_store' to a status or malformed_json fault to fire it after the request was "
+    "processed (the create stored): create:1:status=504,after_store.",
 )
 @click.option(
     "--polls",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from PIL import Image, ImageCms, ImageColor, ImageFilter, ImageOps, JpegImagePlugin, PngImagePlugin
+from PIL import Image, ImageCms, ImageFilter, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from .. import spec
 from ..errors import FixError, ImageBomb, ImageUnreadable, MetadataStructureError
@@ -28,7 +28,7 @@ from ..findings import FileReport, Finding
 from ..info import ImageInfo
 from ..inspectors.image import EXIF_ORIENTATION_TAG, open_image
 from .metadata import strip_metadata
-from .plan import FixOptions, FixPlan, Step
+from .plan import ADVICE, BLUR, Fit, FixOptions, FixPlan, Step, is_blur, parse_colour
 
 OutputFormat = Literal["JPEG", "PNG"]
 
@@ -39,6 +39,9 @@ JPEG_QUALITY_FLOOR: Final = 80
 SIZE_MARGIN: Final = 0.02
 #: How far under Pillow's buffer a JPEG must stay before it is re-encoded with optimised tables.
 OPTIMIZE_HEADROOM: Final = 0.1
+#: Pillow's own threshold (JpegImagePlugin): from this quality up it gives an optimised JPEG a
+#: buffer of two bytes a pixel instead of one.
+PILLOW_DOUBLE_BUFFER_QUALITY: Final = 95
 #: Each downscale step, once quality alone cannot bring a file under the limit.
 DOWNSCALE_STEP: Final = 0.85
 #: An upscale by more than this draws a warning: detail cannot be invented.
@@ -82,12 +85,6 @@ ORIENTATION_TEXT: Final = {
     7: "mirror along the anti-diagonal",
     8: "rotate 90° anticlockwise",
 }
-ADVICE: Final = {
-    "unreadable": "open it in an image editor and export it again as JPEG or PNG; if that fails "
-    "too, the file is damaged: use another copy",
-    "decompression_bomb": "if the picture is genuine, reduce it in an image editor to under "
-    "{megapixels} megapixels and run fix again",
-}
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,10 @@ class Layout:
 
 @dataclass(frozen=True)
 class ImageJob:
-    """What ``write_image`` needs, as decided by ``plan_image`` (kept in ``plan.data["image"]``)."""
+    """What ``write_image`` needs, as decided by ``plan_image`` (kept in ``plan.job``).
+
+    ``fill`` is a pad colour, or :data:`BLUR` for a blurred extension of the picture.
+    """
 
     format: OutputFormat
     source_size: tuple[int, int]
@@ -191,14 +191,14 @@ def _scaled_layout(
 
 
 def plan_layout(
-    width: int, height: int, fit: str, min_side: int, max_pixels: int | None
+    width: int, height: int, fit: Fit, min_side: int, max_pixels: int | None
 ) -> tuple[Layout, float]:
     """Crop or pad to an allowed ratio and upscale when too small; return layout and factor.
 
     Args:
         width: the upright source's width.
         height: the upright source's height.
-        fit: "crop" cuts to the nearest allowed ratio; anything else pads.
+        fit: "crop" cuts to the nearest allowed ratio; "pad" and "blur" pad.
         min_side: the short side an image below the API's minimum is upscaled to.
         max_pixels: the most pixels the output may have (Pillow's bomb limit), or None.
 
@@ -345,39 +345,45 @@ def _strip_step(kinds: tuple[str, ...]) -> Step:
     return Step("strip", f"remove {', '.join(names)}; pixels untouched")
 
 
-def _strip_problem(source: Path) -> str | None:
-    """Why the metadata cannot be cut out of ``source`` losslessly, or None when it can.
+def _stripped(source: Path) -> bytes | str:
+    """``source``'s bytes with the metadata cut out, or why that cannot be done losslessly.
 
-    A file that cannot be read now counts as strippable: the writer reports the read error.
+    Raises:
+        OSError: ``source`` cannot be read.
     """
     try:
-        strip_metadata(source.read_bytes())
+        return strip_metadata(source.read_bytes())
     except MetadataStructureError as exc:
         return str(exc)
-    except OSError:
-        return None
-    return None
 
 
 def _try_png(
     source: Path, job: ImageJob, options: FixOptions, warnings: list[str]
 ) -> tuple[ImageJob, bytes | None, str]:
-    """Encode an opaque PNG that is over the size limit as an optimised PNG, and keep it if it fits.
+    """Encode an opaque PNG that is over the size limit as an optimised PNG, else as JPEG.
 
-    Returns the job to follow (PNG when it fits, else ``job``), the PNG's bytes when it fits,
-    and otherwise why the image becomes JPEG. A render that fails leaves ``job`` as it is: the
-    writer meets the same problem and reports it.
+    Returns the job to follow (PNG when the optimised PNG fits, else ``job``), the encoded
+    bytes (the PNG, or the JPEG made from the same render) and, when it is not PNG, why the
+    image becomes JPEG. A render or encode that fails gives no bytes and leaves ``job`` as it
+    is: the writer meets the same problem and reports it.
     """
     png = dataclasses.replace(job, format="PNG")
     found: list[str] = []
     try:
-        data = _encode(_render(source, png, options, found), "PNG")
+        rendered = _render(source, png, options, found)
+        data = _encode(rendered, "PNG")
     except RENDER_ERRORS:
         return job, None, " (over the size limit, no transparency)"
     if len(data) <= size_target():
         warnings.extend(found)
         return png, data, ""
-    return job, None, f" (optimised PNG still {spec.size_text(len(data))}; no transparency)"
+    reason = f" (optimised PNG still {spec.size_text(len(data))}; no transparency)"
+    try:
+        jpeg = encode_within_limit(rendered, "JPEG", found)
+    except RENDER_ERRORS:
+        return job, None, reason
+    warnings.extend(found)
+    return job, jpeg, reason
 
 
 def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
@@ -386,13 +392,13 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
     A file that passes gets no steps and is copied byte for byte, under the right extension
     when ``extension_mismatch``; an MPO's extra frames are left as they are, since the service
     reads the first. When it carries metadata (and ``keep_metadata`` is off) its one step is
-    ``strip`` (``plan.data["strip"]``): the metadata is cut out and the pixels left untouched,
-    or, when the file's structure does not allow that, it is re-encoded with a warning.
-    Otherwise the steps are listed and ``plan.data["image"]`` holds the ``ImageJob`` the writer
+    ``strip``: the metadata is cut out here, the pixels left untouched, and the result kept in
+    ``plan.encoded``; when the file's structure does not allow that, it is re-encoded with a
+    warning. Otherwise the steps are listed and ``plan.job`` holds the ``ImageJob`` the writer
     follows. Only an image with an alpha channel that must change format is decoded here, to
     learn whether any pixel is transparent (PNG) or none is (JPEG); an opaque PNG over the size
-    limit is encoded here as an optimised PNG, kept in ``plan.data["encoded"]`` when it fits
-    (else the image becomes JPEG).
+    limit is encoded here, as an optimised PNG when that fits and else as JPEG, and the bytes
+    kept in ``plan.encoded``.
     """
     info = report.info
     suffix = _source_suffix(report.path)
@@ -409,13 +415,18 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
     if not _needs_work(report, info, options):
         kept_suffix = _suffix_for(info.format, report.path)
         if options.keep_metadata or not info.metadata:
-            return FixPlan(report, suffix=kept_suffix, data={"warnings": warnings})
-        problem = _strip_problem(source)
-        if problem is None:
-            strip = {"strip": True, "warnings": warnings}
-            return FixPlan(report, (_strip_step(info.metadata),), suffix=kept_suffix, data=strip)
+            return FixPlan(report, suffix=kept_suffix)
+        try:
+            stripped = _stripped(source)
+        except OSError as exc:
+            message = f"cannot read the image: {exc.strerror or exc}; {ADVICE['unreadable']}"
+            unreadable = Finding("unreadable", "error", message)
+            return FixPlan(report, unfixable=(unreadable,), suffix=suffix)
+        if isinstance(stripped, bytes):
+            step = _strip_step(info.metadata)
+            return FixPlan(report, (step,), suffix=kept_suffix, encoded=stripped)
         warnings.append(
-            f"the metadata cannot be cut out without re-encoding ({problem}); the image is "
+            f"the metadata cannot be cut out without re-encoding ({stripped}); the image is "
             "re-encoded without it"
         )
     upright = (info.display_width, info.display_height)
@@ -427,7 +438,7 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
         finding = Finding("aspect_ratio_out_of_range", "error", str(exc))
         return FixPlan(report, unfixable=(finding,), suffix=suffix)
     fmt = _output_format(report, info, options)
-    fill = "blur" if options.fit == "blur" else options.pad_color
+    fill = BLUR if options.fit == "blur" or is_blur(options.pad_color) else options.pad_color
     flatten = options.flatten if info.has_alpha and fmt == "JPEG" else None
     job = ImageJob(format=fmt, source_size=upright, layout=layout, fill=fill, flatten=flatten)
     encoded: bytes | None = None
@@ -462,7 +473,7 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
             f"JPEG quality {JPEG_QUALITY} (down to {JPEG_QUALITY_FLOOR}, then smaller, "
             f"if over {limit})"
         )
-    elif encoded is not None:
+    elif encoded is not None:  # the optimised PNG fits
         encoding = (
             f"optimised PNG: {spec.size_text(info.size_bytes)} -> {spec.size_text(len(encoded))}"
         )
@@ -475,10 +486,14 @@ def plan_image(report: FileReport, options: FixOptions) -> FixPlan:
             f"upscaled ×{factor:.2f} from {_size_text(upright)}: detail cannot be invented; "
             "use a larger original if there is one"
         )
-    data: dict[str, Any] = {"image": job, "warnings": warnings}
-    if encoded is not None:
-        data["encoded"] = encoded
-    return FixPlan(report, steps=tuple(steps), suffix=_suffix_for(fmt, report.path), data=data)
+    return FixPlan(
+        report,
+        tuple(steps),
+        suffix=_suffix_for(fmt, report.path),
+        job=job,
+        encoded=encoded,
+        warnings=tuple(warnings),
+    )
 
 
 # --- Writing --------------------------------------------------------------------------------------
@@ -558,11 +573,6 @@ def _to_srgb(
     return image, icc
 
 
-def _colour(value: str, mode: str) -> tuple[int, ...]:
-    colour = ImageColor.getcolor(value, mode)
-    return colour if isinstance(colour, tuple) else (colour,)
-
-
 def _blur_fill(picture: Image.Image, canvas: tuple[int, int]) -> Image.Image:
     """A blurred copy of the picture covering the whole canvas."""
     long = max(canvas)
@@ -578,10 +588,11 @@ def _blur_fill(picture: Image.Image, canvas: tuple[int, int]) -> Image.Image:
 def _place(picture: Image.Image, layout: Layout, fill: str) -> Image.Image:
     if layout.canvas == picture.size:
         return picture
-    if fill == "blur":
+    if is_blur(fill):
         canvas = _blur_fill(picture, layout.canvas)
     else:
-        canvas = Image.new(picture.mode, layout.canvas, _colour(fill, picture.mode))
+        # An RGBA canvas takes the colour fully opaque.
+        canvas = Image.new(picture.mode, layout.canvas, parse_colour(fill))
     canvas.paste(picture, layout.offset)
     return canvas
 
@@ -647,7 +658,7 @@ def _render(source: Path, job: ImageJob, options: FixOptions, warnings: list[str
         image, metadata.icc_profile = _to_srgb(opened, metadata.icc_profile, warnings)
         if image.mode == "RGBA":
             if job.format == "JPEG":
-                background = Image.new("RGB", image.size, _colour(job.flatten or "white", "RGB"))
+                background = Image.new("RGB", image.size, parse_colour(job.flatten or "white"))
                 background.paste(image, mask=image.getchannel("A"))
                 image = background
             elif image.getchannel("A").getextrema()[0] == 255:
@@ -697,7 +708,7 @@ def _optimised_jpeg(rendered: _Rendered, quality: int, plain: bytes) -> bytes:
     quality 95 and up); data that would overflow it (noise) fails, so it keeps the plain one.
     """
     width, height = rendered.image.size
-    buffer_bytes = width * height * (2 if quality >= JPEG_QUALITY else 1)
+    buffer_bytes = width * height * (2 if quality >= PILLOW_DOUBLE_BUFFER_QUALITY else 1)
     if len(plain) > buffer_bytes * (1 - OPTIMIZE_HEADROOM):
         return plain
     optimised = _encode(rendered, "JPEG", quality, optimize=True)
@@ -770,40 +781,33 @@ def encode_within_limit(rendered: _Rendered, fmt: OutputFormat, warnings: list[s
         rendered = _Rendered(image, rendered.metadata, rendered.subsampling)
 
 
-def write_image(source: Path, plan: FixPlan, destination: Path, options: FixOptions) -> None:
+def write_image(
+    source: Path, plan: FixPlan, destination: Path, options: FixOptions, warnings: list[str]
+) -> None:
     """Carry out an image plan, writing the result to ``destination``.
 
-    A ``strip`` plan writes the source's bytes without their metadata; a plan that holds the
-    encoded image already (an optimised PNG tried while planning) writes those bytes. What
-    happened beyond the plan (a downscale to fit the byte limit, an unusable ICC profile) is
-    appended to ``plan.data["warnings"]``.
+    A plan that holds the output's bytes already (``plan.encoded``: the source stripped of its
+    metadata, or an image encoded while planning) writes those bytes. What happened beyond the
+    plan (a downscale to fit the byte limit, an unusable ICC profile) is appended to
+    ``warnings``.
 
     Raises:
-        FixError: the plan holds no image job; the image cannot be read, decoded, converted,
-            stripped of its metadata, brought under the byte limit or written.
+        FixError: the plan holds neither bytes nor an image job; the image cannot be read,
+            decoded, converted, brought under the byte limit or written.
     """
-    data = _image_bytes(source, plan, options)
+    data = (
+        plan.encoded if plan.encoded is not None else _image_bytes(source, plan, options, warnings)
+    )
     try:
         destination.write_bytes(data)
     except OSError as exc:
         raise FixError(f"{destination}: cannot write the output: {exc}") from exc
 
 
-def _image_bytes(source: Path, plan: FixPlan, options: FixOptions) -> bytes:
-    encoded = plan.data.get("encoded")
-    if isinstance(encoded, bytes):
-        return encoded
-    if plan.data.get("strip") is True:
-        try:
-            return strip_metadata(source.read_bytes())
-        except MetadataStructureError as exc:
-            raise FixError(f"{source}: cannot remove its metadata: {exc}") from exc
-        except OSError as exc:
-            raise FixError(f"{source}: cannot read the image: {exc}") from exc
-    job = plan.data.get("image")
+def _image_bytes(source: Path, plan: FixPlan, options: FixOptions, warnings: list[str]) -> bytes:
+    job = plan.job
     if not isinstance(job, ImageJob):
         raise FixError(f"{source}: the plan has no image steps to carry out")
-    warnings: list[str] = plan.data.setdefault("warnings", [])
     try:
         rendered = _render(source, job, options, warnings)
         data = encode_within_limit(rendered, job.format, warnings)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from PIL import ImageColor
 
@@ -16,6 +16,10 @@ from ..ffmpeg import Progress
 from ..findings import FileReport, Finding, has_errors
 from ..inspectors.file import inspect_file, inspect_local
 from .output import atomic_output, commit, copy_exact, unique_output_path
+
+if TYPE_CHECKING:
+    from .image import ImageJob
+    from .video import VideoJob
 
 Fit = Literal["pad", "crop", "blur"]
 Orientation = Literal["auto", "landscape", "portrait"]
@@ -33,14 +37,19 @@ X264_PRESETS = (
     "veryslow",
     "placebo",
 )
-#: What the user can do about a file that is neither a readable image nor a readable video.
-UNKNOWN_FILE_ADVICE = {
+#: What the user can do about a finding no step repairs, by finding code. ``{megapixels}`` is
+#: filled in with the decoder's pixel limit.
+ADVICE = {
     "unreadable": "check that it opens in a viewer or player and export it again as JPEG, PNG "
     "or MP4; an empty or damaged file needs another copy",
     "url_unreachable": "check that the URL opens in a browser without logging in, or download "
     "the file and give its path",
     "file_too_large": "download it and run mediaprep fix on the file",
+    "decompression_bomb": "if the picture is genuine, reduce it in an image editor to under "
+    "{megapixels} megapixels and run fix again",
 }
+#: The pad colour that asks for a blurred extension of the picture instead of a plain colour.
+BLUR = "blur"
 DEFAULT_CRF = 18
 #: x264 preset used when none is given; chosen by measurement (see README, "fix decisions"):
 #: ``python -m benchmarks.presets`` shows the best SSIM per CPU second of the presets that keep
@@ -99,17 +108,34 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {what} {value!r}; use one of: {', '.join(choices)}")
 
 
+def is_blur(value: str) -> bool:
+    """Whether a pad colour asks for a blurred fill: ``"blur"`` in any case."""
+    return value.lower() == BLUR
+
+
+def parse_colour(value: str) -> tuple[int, int, int]:
+    """A colour name (any case) or hex code as opaque RGB; an alpha part is ignored.
+
+    Raises:
+        ValueError: ``value`` is not a colour (``"blur"`` is not one either).
+    """
+    try:
+        red, green, blue, *_ = ImageColor.getrgb(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a colour: use a name such as 'white' or a hex code such as '#202020'"
+        ) from exc
+    return red, green, blue
+
+
 def _check_colour(what: str, value: str, *, allow_blur: bool) -> None:
-    if allow_blur and value.lower() == "blur":
+    if allow_blur and is_blur(value):
         return
     try:
-        ImageColor.getrgb(value)
+        parse_colour(value)
     except ValueError as exc:
         extra = ", or 'blur'" if allow_blur else ""
-        raise ValueError(
-            f"{what} {value!r} is not a colour: use a name such as 'white' or a hex code such as "
-            f"'#202020'{extra}"
-        ) from exc
+        raise ValueError(f"{what} {exc}{extra}") from exc
 
 
 @dataclass(frozen=True)
@@ -134,14 +160,19 @@ class FixPlan:
     ``steps`` empty and ``unfixable`` empty means the file passes and is copied byte for byte.
     ``unfixable`` holds the error findings no step can repair (with a message saying what the
     user can do); a plan with any of them writes nothing. ``suffix`` is the output's extension.
-    ``data`` carries kind-specific values the writer needs (target size, format...).
+    ``job`` is what the kind's writer follows; ``encoded`` holds the output's bytes when
+    planning made them already (an image stripped of its metadata, an optimised PNG), and the
+    writer then writes them as they are. ``warnings`` are what the user should know about the
+    planned result.
     """
 
     report: FileReport
     steps: tuple[Step, ...] = ()
     unfixable: tuple[Finding, ...] = ()
     suffix: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
+    job: ImageJob | VideoJob | None = None
+    encoded: bytes | None = field(default=None, repr=False)
+    warnings: tuple[str, ...] = ()
 
     @property
     def copy_only(self) -> bool:
@@ -203,9 +234,7 @@ def plan_fix(report: FileReport, options: FixOptions | None = None) -> FixPlan:
         Finding("unreadable", "error", "not an image or video mediaprep can read")
     ]
     unfixable = tuple(
-        Finding(f.code, "error", f"{f.message}; {UNKNOWN_FILE_ADVICE[f.code]}")
-        if f.code in UNKNOWN_FILE_ADVICE
-        else f
+        Finding(f.code, "error", f"{f.message}; {ADVICE[f.code]}") if f.code in ADVICE else f
         for f in errors
     )
     return FixPlan(report, unfixable=unfixable, suffix=Path(report.path).suffix)
@@ -214,16 +243,18 @@ def plan_fix(report: FileReport, options: FixOptions | None = None) -> FixPlan:
 ProgressCallback = Callable[[Progress], None]
 
 
-def _write(plan: FixPlan, source: Path, temp: Path, options: FixOptions) -> Iterator[Progress]:
+def _write(
+    plan: FixPlan, source: Path, temp: Path, options: FixOptions, warnings: list[str]
+) -> Iterator[Progress]:
     from .image import write_image
     from .video import write_video
 
     if plan.copy_only:
         copy_exact(source, temp)
     elif plan.report.kind == "image":
-        write_image(source, plan, temp, options)
+        write_image(source, plan, temp, options, warnings)
     else:
-        yield from write_video(source, plan, temp, options)
+        yield from write_video(source, plan, temp, options, warnings)
 
 
 def fix_file(
@@ -232,6 +263,7 @@ def fix_file(
     options: FixOptions | None = None,
     *,
     report: FileReport | None = None,
+    plan: FixPlan | None = None,
     on_progress: ProgressCallback | None = None,
     taken: set[Path] | None = None,
 ) -> FixResult:
@@ -246,15 +278,22 @@ def fix_file(
         out_dir: an existing folder for the output.
         options: how to fix; the defaults when None.
         report: the file's report when already inspected (saves a second inspection).
+        plan: the plan already made from ``report`` with these ``options`` (saves planning
+            again); its report is used when ``report`` is not given.
         on_progress: called with ffmpeg progress during video transcodes.
         taken: output paths already claimed in this run (for unique names).
 
     Raises:
         ToolNotFoundError: ffmpeg/ffprobe is needed and missing.
+        ValueError: ``plan`` was made from another report than ``report``.
     """
     options = options or FixOptions()
+    if plan is not None:
+        if report is not None and plan.report is not report:
+            raise ValueError(f"{path}: the plan given was made from another report")
+        report = plan.report
     report = report or inspect_file(path, download_dir=out_dir)
-    plan = plan_fix(report, options)
+    plan = plan or plan_fix(report, options)
     if not plan.can_fix:
         return FixResult(report.path, None, plan.steps, report.findings, plan.unfixable)
     source = Path(report.local_path or report.path)
@@ -262,9 +301,11 @@ def fix_file(
     final = unique_output_path(
         Path(out_dir), stem, plan.suffix, taken if taken is not None else set()
     )
+    # What writing found beyond the plan (a downscale to fit, a retry at a higher CRF).
+    written: list[str] = []
     try:
         with atomic_output(final) as temp:
-            for progress in _write(plan, source, temp, options):
+            for progress in _write(plan, source, temp, options, written):
                 if on_progress is not None:
                     on_progress(progress)
             after = inspect_local(temp)
@@ -286,8 +327,14 @@ def fix_file(
     finally:
         if report.local_path and report.local_path != report.path:
             Path(report.local_path).unlink(missing_ok=True)
-    warnings = tuple(str(value) for value in plan.data.get("warnings", ()))
-    return FixResult(report.path, str(final), plan.steps, report.findings, after.findings, warnings)
+    return FixResult(
+        report.path,
+        str(final),
+        plan.steps,
+        report.findings,
+        after.findings,
+        plan.warnings + tuple(written),
+    )
 
 
 def _output_stem(path: str) -> str:

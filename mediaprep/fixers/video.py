@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Literal, Protocol, cast
 
 import ffmpeg
-from PIL import ImageColor
 
 from .. import spec
 from ..errors import FixError
@@ -38,7 +37,17 @@ from ..ffmpeg import Progress, file_arg, run_ffmpeg
 from ..findings import FileReport, Finding
 from ..info import VideoInfo
 from .output import copy_exact
-from .plan import DEFAULT_CRF, DEFAULT_PRESET, Fit, FixOptions, FixPlan, Orientation, Step
+from .plan import (
+    DEFAULT_CRF,
+    DEFAULT_PRESET,
+    Fit,
+    FixOptions,
+    FixPlan,
+    Orientation,
+    Step,
+    is_blur,
+    parse_colour,
+)
 
 Mode = Literal["rename", "remux", "transcode"]
 AudioMode = Literal["none", "copy", "aac"]
@@ -144,13 +153,9 @@ def ffmpeg_color(color: str) -> str:
     """A colour name or ``#hex`` as ffmpeg's ``0xRRGGBB`` (never raw text in a filter graph).
 
     Raises:
-        ValueError: Pillow does not know the colour.
+        ValueError: ``color`` is not a colour.
     """
-    try:
-        rgb = ImageColor.getrgb(color)
-    except ValueError as exc:
-        raise ValueError(f"unknown colour {color!r}; use a name or #RRGGBB") from exc
-    red, green, blue = rgb[:3]
+    red, green, blue = parse_colour(color)
     return f"0x{red:02X}{green:02X}{blue:02X}"
 
 
@@ -223,11 +228,10 @@ def plan_video(report: FileReport, options: FixOptions) -> FixPlan:
     new file without tags. A wrong extension alone is fixed by copying under ``.mp4``. A
     passing video stream in the wrong container (or with audio to drop) is copied into MP4
     without re-encoding; anything else is transcoded.
-    ``plan.data["job"]`` is the :class:`VideoJob` for :func:`write_video`;
-    ``plan.data["warnings"]`` lists what the user should know about the result.
-
+    ``plan.job`` is the :class:`VideoJob` for :func:`write_video`; ``plan.warnings`` lists what
+    the user should know about the result.
     """
-    blur = options.fit == "blur" or options.video_pad_color.lower() == "blur"
+    blur = options.fit == "blur" or is_blur(options.video_pad_color)
     pad_color = BLACK if blur else ffmpeg_color(options.video_pad_color)
     info: VideoInfo = report.info
     suffix = Path(report.path).suffix
@@ -248,8 +252,8 @@ def plan_video(report: FileReport, options: FixOptions) -> FixPlan:
     if any(f.code == "extension_mismatch" for f in report.findings):
         step = Step("rename", f"{suffix or 'no extension'} -> .mp4 (bytes copied unchanged)")
         job = VideoJob("rename", "mp4", "copy", info.duration or 0.0)
-        return FixPlan(report, (step,), suffix=".mp4", data={"job": job, "warnings": []})
-    return FixPlan(report, suffix=suffix, data={"warnings": []})
+        return FixPlan(report, (step,), suffix=".mp4", job=job)
+    return FixPlan(report, suffix=suffix)
 
 
 def _plan_strip(report: FileReport, info: VideoInfo, suffix: str) -> FixPlan:
@@ -257,7 +261,7 @@ def _plan_strip(report: FileReport, info: VideoInfo, suffix: str) -> FixPlan:
     container: Literal["mp4", "mov"] = "mov" if suffix.lower() == ".mov" else "mp4"
     step = Step("strip", "remove the location (every tag goes); streams copied, no re-encode")
     job = VideoJob("remux", container, "copy" if info.audio else "none", info.duration or 0.0)
-    return FixPlan(report, (step,), suffix=f".{container}", data={"job": job, "warnings": []})
+    return FixPlan(report, (step,), suffix=f".{container}", job=job)
 
 
 def _plan_remux(
@@ -276,7 +280,7 @@ def _plan_remux(
         audio = "aac"
         steps.append(Step("audio", f"{info.audio[0].codec} -> AAC {AUDIO_BITRATE}b/s"))
     job = VideoJob("remux", container, audio, info.duration or 0.0, keep_metadata=keep_metadata)
-    return FixPlan(report, tuple(steps), suffix=f".{container}", data={"job": job, "warnings": []})
+    return FixPlan(report, tuple(steps), suffix=f".{container}", job=job)
 
 
 def _plan_transcode(
@@ -377,7 +381,7 @@ def _plan_transcode(
         preset=options.preset,
         keep_metadata=options.keep_metadata,
     )
-    return FixPlan(report, tuple(steps), suffix=".mp4", data={"job": job, "warnings": warnings})
+    return FixPlan(report, tuple(steps), suffix=".mp4", job=job, warnings=tuple(warnings))
 
 
 def _framing_step(fit: Fit, scale: tuple[int, int], frame: tuple[int, int], pad_color: str) -> Step:
@@ -515,15 +519,6 @@ def build_transcode_args(source: Path, destination: Path, job: VideoJob, crf: in
     return _compile(streams, destination, options)
 
 
-def video_graph(job: VideoJob) -> str:
-    """The ``-filter_complex`` graph :func:`build_transcode_args` passes for ``job``.
-
-    It reads ``[0:V:0]``; the file names play no part in it.
-    """
-    arguments = build_transcode_args(Path("in.mp4"), Path("out.mp4"), job, job.crf)
-    return arguments[arguments.index("-filter_complex") + 1]
-
-
 def build_remux_args(source: Path, destination: Path, job: VideoJob) -> list[str]:
     """ffmpeg arguments that copy the video stream into a new container (no re-encode)."""
     source_stream = _input(source, {})
@@ -549,19 +544,19 @@ def next_crf(crf: int) -> int | None:
 
 
 def write_video(
-    source: Path, plan: FixPlan, destination: Path, options: FixOptions
+    source: Path, plan: FixPlan, destination: Path, options: FixOptions, warnings: list[str]
 ) -> Iterator[Progress]:
     """Carry out a video plan, writing the result to ``destination`` and yielding progress.
 
     A transcode whose output is over the size limit is re-encoded with a higher CRF until it
-    fits; each retry is added to ``plan.data["warnings"]``.
+    fits; each retry is appended to ``warnings``.
 
     Raises:
         FixError: the plan holds no job, or no CRF brings the output under the size limit.
         ToolError: ffmpeg failed.
         ToolNotFoundError: ffmpeg is missing.
     """
-    job = plan.data.get("job")
+    job = plan.job
     if not isinstance(job, VideoJob):
         raise FixError(f"{source}: the plan holds no video job to carry out")
     if job.mode == "rename":
@@ -570,7 +565,6 @@ def write_video(
     if job.mode == "remux":
         yield from run_ffmpeg(build_remux_args(source, destination, job), job.output_seconds)
         return
-    warnings: list[str] = plan.data.setdefault("warnings", [])
     crf: int | None = job.crf
     while crf is not None:
         arguments = build_transcode_args(source, destination, job, crf)
