@@ -30,7 +30,6 @@ what stops mediaprep from doing its job.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -75,11 +74,6 @@ class ToolError(MediaprepError):
         self.stderr = stderr
         tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
         super().__init__(f"{message}: {tail}" if tail else message)
-
-    @property
-    def command_line(self) -> str:
-        """The command as a shell would show it, for logs."""
-        return shlex.join(self.command)
 
 
 class ToolTimeoutError(ToolError):

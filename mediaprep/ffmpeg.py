@@ -13,6 +13,8 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 FFMPEG_ENV = "MEDIAPREP_FFMPEG"
 FFPROBE_ENV = "MEDIAPREP_FFPROBE"
 PROBE_TIMEOUT_SECONDS = 30.0
+#: A transcode that reports no progress for this long is taken for hung and stopped.
+STALL_TIMEOUT_SECONDS = 300.0
 
 
 def _find(tool: str, env_var: str) -> str:
@@ -151,14 +155,21 @@ def _progress_seconds(state: dict[str, str]) -> float:
     return 0.0
 
 
-def run_ffmpeg(arguments: Sequence[str], total_seconds: float | None = None) -> Iterator[Progress]:
+def run_ffmpeg(
+    arguments: Sequence[str],
+    total_seconds: float | None = None,
+    *,
+    stall_timeout: float = STALL_TIMEOUT_SECONDS,
+) -> Iterator[Progress]:
     """Run ffmpeg with ``arguments`` (everything after the program name) and yield progress.
 
     Adds ``-nostdin -hide_banner -progress pipe:1 -nostats`` itself. Closing the generator early
-    (or Ctrl-C) kills ffmpeg.
+    (or Ctrl-C) kills ffmpeg, and so does a run that reports no progress for ``stall_timeout``
+    seconds (ffmpeg reports twice a second while it works, so only a hung run is stopped).
 
     Raises:
         ToolNotFoundError: ffmpeg is missing.
+        ToolTimeoutError: ffmpeg made no progress for ``stall_timeout`` seconds and was killed.
         ToolError: ffmpeg exited with an error; ``stderr`` and ``command`` are kept.
     """
     command = [
@@ -178,9 +189,22 @@ def run_ffmpeg(arguments: Sequence[str], total_seconds: float | None = None) -> 
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file
         )
         assert process.stdout is not None
+        last_heard = [time.monotonic()]
+        stalled = threading.Event()
+
+        def watch() -> None:
+            while process.poll() is None:
+                if time.monotonic() - last_heard[0] > stall_timeout:
+                    stalled.set()
+                    process.kill()
+                    return
+                time.sleep(min(1.0, stall_timeout / 4))
+
+        threading.Thread(target=watch, name="mediaprep-ffmpeg-watch", daemon=True).start()
         try:
             state: dict[str, str] = {}
             for raw in process.stdout:
+                last_heard[0] = time.monotonic()
                 if parse_progress_line(raw.decode("utf-8", "replace"), state):
                     finished = state.get("progress") == "end"
                     yield Progress(_progress_seconds(state), total_seconds, finished)
@@ -190,6 +214,10 @@ def run_ffmpeg(arguments: Sequence[str], total_seconds: float | None = None) -> 
                 process.kill()
                 process.wait()
             process.stdout.close()
+        if stalled.is_set():
+            raise ToolTimeoutError(
+                f"ffmpeg made no progress for {stall_timeout:g} s and was stopped", command
+            )
         if returncode != 0:
             stderr_file.seek(0)
             stderr = stderr_file.read().decode("utf-8", "replace")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import shlex
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -375,7 +376,7 @@ def _send(
         # Its task was sent before: never overwrite the receipt that may hold its element id.
         raise UsageError(
             f"{path} exists: external task id {body.external_task_id} was sent before; look it "
-            f"up with: mediaprep status --receipt {path}"
+            f"up with: mediaprep status --receipt {shlex.quote(str(path))} --wait"
         )
     receipt = new_receipt(
         external_task_id=body.external_task_id,
