@@ -189,19 +189,19 @@ def _fix_files(
     plans: Sequence[FixPlan],
     out_dir: Path,
     options: FixOptions | None,
-) -> Generator[SubmitEvent, None, dict[str, str]]:
-    """Carry out ``plans`` (for files of ``report``); yield events, return original -> fixed."""
+) -> Generator[SubmitEvent, None, dict[str, FixResult]]:
+    """Carry out ``plans`` (for files of ``report``); yield events, return original -> result."""
     taken: set[Path] = set()
     results: list[FixResult] = []
-    fixed: dict[str, str] = {}
+    fixed: dict[str, FixResult] = {}
     for plan in plans:
         path = plan.report.path
         yield Fixing(path)
         result = yield from _fix_with_progress(plan, out_dir, options, taken)
         results.append(result)
         yield Fixed(result)
-        if result.output is not None and result.ok:
-            fixed[path] = result.output
+        if result.ok:
+            fixed[path] = result
     if len(fixed) < len(results):
         raise _refuse(report, "these files could not be repaired: fix them by hand", results)
     return fixed
@@ -267,11 +267,13 @@ def _prepare(
         return element
     ensure_out_dir(out_dir, [item for item in element.media if not is_url(item)])
     fixed = yield from _fix_files(report, plans, out_dir, fix_options)
-    fixed_element = _with_media(element, fixed)
-    by_media = dict(zip(element.media, report.files, strict=True))
+    fixed_element = _with_media(
+        element, {original: str(result.output) for original, result in fixed.items()}
+    )
+    # Each output was inspected under its final name by fix_file: reuse that, not a new probe.
     reports = [
-        inspect_file(item) if item in fixed.values() else by_media[original]
-        for original, item in zip(element.media, fixed_element.media, strict=True)
+        fixed[original].output_report or file if original in fixed else file
+        for original, file in zip(element.media, report.files, strict=True)
     ]
     again = check_element(fixed_element, reports=reports)
     yield Checked(again, fixed=True)

@@ -18,7 +18,6 @@ from ..inspectors import (
     check_element,
     collect_paths,
     element_findings,
-    inspect_local,
     inspect_many,
 )
 from . import (
@@ -254,9 +253,7 @@ def _fix_all(
 
 def _element_after(element: Element, results: Sequence[FixResult]) -> ElementReport:
     """The element's rules checked again with the fixed files standing in for the originals."""
-    reports = [
-        inspect_local(result.output) if result.output is not None else None for result in results
-    ]
+    reports = [result.output_report for result in results]
     if any(report is None for report in reports):
         return check_element(element)
     fixed = [report for report in reports if report is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ class FixResult:
     after: tuple[Finding, ...]
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    #: The output's own inspection (under its final name), so callers need not inspect again.
+    output_report: FileReport | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -334,6 +337,7 @@ def fix_file(
         report.findings,
         after.findings,
         plan.warnings + tuple(written),
+        output_report=dataclasses.replace(after, path=str(final), local_path=str(final)),
     )
 
 
